@@ -1,0 +1,149 @@
+//! The command line: every subcommand, its options and its help text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+/// Tidewatch watches the containers of a fleet and keeps it the right size: metrics and logs
+/// from every node, PromQL and LogQL, alerts by email and webhook, and a scheduler with an
+/// autoscaler, in one binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tidewatch",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("TIDEWATCH_REVISION"), ")"),
+    propagate_version = true,
+    after_help = "Examples:\n  tidewatch up                          # everything on this machine, data in ./data, http://127.0.0.1:9700\n  tidewatch --config /etc/tidewatch.yaml server\n  tidewatch config check tidewatch.yaml\n\nConfiguration: --config FILE, else ./tidewatch.yaml when present, else built-in defaults.\nSee tidewatch.example.yaml for every key."
+)]
+pub struct Cli {
+    /// The configuration file (YAML). Default: ./tidewatch.yaml when it exists, else the
+    /// built-in defaults.
+    #[arg(long, global = true, value_name = "FILE", env = "TIDEWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log level or filter, overriding `log.level` (error, warn, info, debug, trace, or e.g.
+    /// `info,tidewatch_store=debug`).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log format, overriding `log.format`.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every part in one process: server and agent, with one data folder.
+    ///
+    /// What a newcomer starts first. The HTTP API, the UI and /metrics listen on
+    /// server.listen (default 127.0.0.1:9700). Stop with Ctrl-C or SIGTERM: buffers are
+    /// flushed before exit.
+    #[command(
+        after_help = "Examples:\n  tidewatch up\n  tidewatch up --data-dir /var/lib/tidewatch --listen 127.0.0.1:9800"
+    )]
+    Up(ServeArgs),
+
+    /// Run the server parts: storage, queries, alerts, scheduler, autoscaler and the UI.
+    ///
+    /// Agents on other nodes ship to it. Reloads its configuration on file change, on SIGHUP
+    /// and on POST /-/reload.
+    #[command(after_help = "Example:\n  tidewatch --config /etc/tidewatch/tidewatch.yaml server")]
+    Server(ServeArgs),
+
+    /// Run the collector on this node and ship to a server.
+    ///
+    /// Serves its own /metrics, /-/healthy and /-/ready on agent.listen (default
+    /// 127.0.0.1:9701). Its disk buffer lives in <data_dir>/collector.
+    #[command(after_help = "Example:\n  tidewatch --config /etc/tidewatch/agent.yaml agent")]
+    Agent(AgentArgs),
+
+    /// Check or show configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Print the version, git revision and compiler.
+    #[command(after_help = "Example:\n  tidewatch version")]
+    Version,
+
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  tidewatch completions bash > /etc/bash_completion.d/tidewatch\n  tidewatch completions zsh > \"${fpath[1]}/_tidewatch\"\n  tidewatch completions fish > ~/.config/fish/completions/tidewatch.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options of `up` and `server`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on, overriding server.listen.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// The data folder, overriding data_dir.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Options of `agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The address of the agent's own endpoints, overriding agent.listen.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// The data folder, overriding data_dir.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `tidewatch config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check configuration files; exit 1 with FILE:LINE:COLUMN: KEY: message for the first
+    /// error of each bad file.
+    #[command(after_help = "Example:\n  tidewatch config check tidewatch.yaml && systemctl reload tidewatch")]
+    Check {
+        /// The files (default: the file --config or ./tidewatch.yaml names).
+        files: Vec<PathBuf>,
+    },
+    /// Print the configuration in force, defaults filled in, as YAML.
+    #[command(after_help = "Example:\n  tidewatch --config tidewatch.yaml config show")]
+    Show,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent_and_every_subcommand_has_help_with_an_example() {
+        Cli::command().debug_assert();
+        let mut cmd = Cli::command();
+        fn walk(cmd: &mut clap::Command, path: &str) {
+            for sub in cmd.get_subcommands_mut() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                assert!(sub.get_about().is_some(), "{name} has no help text");
+                if sub.has_subcommands() {
+                    walk(sub, &name);
+                } else {
+                    let help = sub.render_long_help().to_string();
+                    assert!(help.contains("Example"), "{name} --help has no example:\n{help}");
+                }
+            }
+        }
+        walk(&mut cmd, "tidewatch");
+    }
+}

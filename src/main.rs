@@ -1,0 +1,123 @@
+//! `tidewatch`: the one binary. Parses the command line, loads the configuration and hands
+//! over to [`run`] for the long-running roles.
+
+mod cli;
+mod config;
+mod data_dir;
+mod http;
+mod logging;
+mod reload;
+mod run;
+mod self_metrics;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::config::{Config, Overrides, Source};
+use crate::logging::Logging;
+use crate::run::Role;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut overrides = Overrides {
+        log_level: cli.log_level.clone(),
+        log_format: cli.log_format,
+        ..Default::default()
+    };
+    let role = match cli.command {
+        Command::Up(ref args) => {
+            overrides.listen = args.listen;
+            overrides.data_dir = args.data_dir.clone();
+            Role::Up
+        }
+        Command::Server(ref args) => {
+            overrides.listen = args.listen;
+            overrides.data_dir = args.data_dir.clone();
+            Role::Server
+        }
+        Command::Agent(ref args) => {
+            overrides.data_dir = args.data_dir.clone();
+            overrides.agent_listen = args.listen;
+            Role::Agent
+        }
+        Command::Config(ConfigCommand::Check { files }) => return config_check(cli.config, files),
+        Command::Config(ConfigCommand::Show) => {
+            return match Source::resolve(cli.config, overrides).load() {
+                Ok(c) => {
+                    print!("{}", c.to_yaml());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            };
+        }
+        Command::Version => {
+            println!(
+                "tidewatch {} (revision {}, {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("TIDEWATCH_REVISION"),
+                env!("TIDEWATCH_RUSTC")
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "tidewatch", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+    };
+    serve(role, Source::resolve(cli.config, overrides))
+}
+
+/// Loads the configuration, starts logging and runs a long-lived role.
+fn serve(role: Role, source: Source) -> ExitCode {
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let (logging, log_guard) = match Logging::init(&config.log.level, config.log.format) {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let result = run::run(role, source, config, logging);
+    if let Err(e) = &result {
+        tracing::error!(error = format!("{e:#}"), "stopped");
+    }
+    // Flushes every queued log line; nothing may log after this.
+    drop(log_guard);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // Also on stderr as plain text, for a person reading a terminal or a unit's status.
+        Err(e) => fail(&e),
+    }
+}
+
+fn config_check(explicit: Option<std::path::PathBuf>, files: Vec<std::path::PathBuf>) -> ExitCode {
+    let files = if files.is_empty() {
+        match Source::resolve(explicit, Overrides::default()).path {
+            Some(p) => vec![p],
+            None => {
+                eprintln!("error: no file to check: name one, pass --config, or create ./tidewatch.yaml");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        files
+    };
+    let mut ok = true;
+    for file in files {
+        match Config::from_file(&file) {
+            Ok(_) => println!("{}: ok", file.display()),
+            Err(e) => {
+                eprintln!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
+}

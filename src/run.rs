@@ -1,0 +1,185 @@
+//! Process life for `up`, `server` and `agent`: open the parts, serve, and stop in order.
+//!
+//! Stop order (SIGINT or SIGTERM; a second signal exits at once with status 1):
+//! 1. the HTTP listeners stop accepting and finish the requests in flight, for at most
+//!    `server.shutdown_timeout`, so no write is acknowledged after this point;
+//! 2. the reloader stops;
+//! 3. the parts flush and close (each later issue adds its part here, collector before store,
+//!    so the agent's last batch reaches a store that is still open);
+//! 4. the data folder locks are released and "shutdown complete" is logged;
+//! 5. `main` drops the [`crate::logging::LogGuard`], which flushes the last lines, and exits 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, Source};
+use crate::data_dir::DirLock;
+use crate::http::{self, AppState, Readiness};
+use crate::logging::Logging;
+use crate::reload;
+use crate::self_metrics::{self, ReloadMetrics};
+
+/// Which parts a process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Everything in one process.
+    Up,
+    /// The server parts.
+    Server,
+    /// The collector only.
+    Agent,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Up => "up",
+            Role::Server => "server",
+            Role::Agent => "agent",
+        }
+    }
+
+    fn runs_server(self) -> bool {
+        matches!(self, Role::Up | Role::Server)
+    }
+
+    fn runs_agent(self) -> bool {
+        matches!(self, Role::Up | Role::Agent)
+    }
+}
+
+/// Runs `role` until a signal, then shuts down in order.
+pub fn run(role: Role, source: Source, config: Config, logging: Logging) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tidewatch")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(role, source, config, logging));
+    // Tasks still running (a stuck client connection) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
+async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> anyhow::Result<()> {
+    info!(role = role.name(), version = env!("CARGO_PKG_VERSION"), revision = env!("TIDEWATCH_REVISION"), config = ?source.path, "starting");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+
+    let readiness = Arc::new(Readiness::default());
+    let mut registry = self_metrics::registry();
+    let reload_metrics = ReloadMetrics::register(&mut registry);
+    reload_metrics.record(true);
+
+    // Held until the end of this function: the kernel also drops them if the process dies.
+    let mut locks = Vec::new();
+    if role.runs_server() {
+        readiness.wait_for("storage");
+        locks.push(DirLock::acquire(&config.data_dir, "server")?);
+    }
+    if role.runs_agent() {
+        readiness.wait_for("collector");
+        locks.push(DirLock::acquire(&config.data_dir.join("collector"), "agent")?);
+    }
+
+    let listen = if role.runs_server() {
+        config.server.listen
+    } else {
+        config.agent.listen
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    if !listen.ip().is_loopback() {
+        warn!(%listen, "listening beyond loopback: the write and admin APIs have no authentication");
+    }
+
+    let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let reloader = tokio::spawn(reload::run(
+        source,
+        config_tx,
+        logging,
+        reload_metrics,
+        reload_rx,
+        shutdown.clone(),
+    ));
+
+    let state = AppState {
+        readiness: readiness.clone(),
+        registry: Arc::new(registry),
+        config: config_rx,
+        reload: Some(reload_tx),
+    };
+    let app = Router::new()
+        .merge(http::router(state))
+        .layer(RequestBodyLimitLayer::new(
+            config.server.max_request_body.bytes().try_into().unwrap_or(usize::MAX),
+        ));
+    let server = tokio::spawn(serve_http(listener, app, shutdown.clone()));
+
+    // The parts that exist so far open without replaying anything: the store and the collector
+    // add their recovery here, before they are marked ready.
+    readiness.ready("storage");
+    readiness.ready("collector");
+    info!(%listen, "ready");
+
+    shutdown.cancelled().await;
+    info!("shutting down");
+    let drain = config.server.shutdown_timeout.as_std();
+    match tokio::time::timeout(drain, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => error!(error = %e, "HTTP server failed while stopping"),
+        Ok(Err(e)) => error!(error = %e, "HTTP server task failed"),
+        Err(_) => {
+            warn!(timeout = %config.server.shutdown_timeout, "requests still in flight after the shutdown timeout were closed")
+        }
+    }
+    let _ = reloader.await;
+    for lock in locks.drain(..).rev() {
+        let path = lock.path().to_path_buf();
+        drop(lock);
+        tracing::debug!(lock = %path.display(), "released");
+    }
+    info!("shutdown complete");
+    Ok(())
+}
+
+async fn serve_http(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Cancels `shutdown` at the first SIGINT or SIGTERM; exits at once on the second.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        error!("cannot listen for SIGTERM/SIGINT; stop the process with SIGKILL");
+        return;
+    };
+    for round in 0.. {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        if round == 0 {
+            info!(
+                signal = name,
+                "received signal, stopping gracefully (send it again to exit at once)"
+            );
+            shutdown.cancel();
+        } else {
+            eprintln!("received {name} again, exiting without finishing the shutdown");
+            std::process::exit(1);
+        }
+    }
+}
