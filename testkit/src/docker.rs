@@ -276,6 +276,9 @@ impl DockerTest {
                 &format!("label=com.docker.swarm.service.name={service}"),
             ]));
         }
+        // A container can match both filters; removing it twice would only log an error.
+        ids.sort();
+        ids.dedup();
         ids
     }
 
