@@ -8,8 +8,10 @@
 mod append;
 mod delivery;
 mod labels;
+mod matchers;
 mod query;
 mod records;
+pub mod remote_write;
 mod replicas;
 mod units;
 
@@ -18,6 +20,7 @@ pub use crate::delivery::{
     BatchHeader, BatchRange, DeliveryError, HEADER_NAME as BATCH_HEADER, HighWaterMarks, RangeDecision,
 };
 pub use crate::labels::{Label, LabelError, Labels, names, validate_label_name};
+pub use crate::matchers::{MatchOp, Matcher, MatcherError};
 pub use crate::query::{InstantSample, Query, QueryError, QueryErrorKind, QueryOptions, QueryValue};
 pub use crate::records::{LogRecord, STALE_NAN_BITS, Sample, Series, is_stale_nan, stale_nan};
 pub use crate::replicas::{Replica, ReplicaSet, Replicas, ReplicasError};
