@@ -67,6 +67,28 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
 
+    /// Backfill samples from a Prometheus text or OpenMetrics file with timestamps.
+    ///
+    /// Writes blocks straight into <data_dir>/metrics/blocks (stop the server first), one per
+    /// block range (metrics.block_range), reading the file once per block so memory holds one
+    /// block range of samples at a time. A .gz file is decompressed on the fly. Every error
+    /// names its line; nothing is written unless the whole file parses.
+    #[command(
+        after_help = "Examples:\n  promtool tsdb dump --format=openmetrics ... > dump.om && tidewatch import dump.om\n  tidewatch import --data-dir /var/lib/tidewatch node-1s-30m.om.gz"
+    )]
+    Import {
+        /// The file (.om, .prom, .txt; .gz for gzip).
+        file: PathBuf,
+        /// The data folder, overriding data_dir.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The format: detect (OpenMetrics when timestamps have a fraction or `# EOF` is
+        /// present, else Prometheus text with millisecond timestamps), prometheus or
+        /// openmetrics.
+        #[arg(long, value_enum, default_value = "detect")]
+        format: ImportFormat,
+    },
+
     /// Print the version, git revision and compiler.
     #[command(after_help = "Example:\n  tidewatch version")]
     Version,
@@ -146,4 +168,15 @@ mod tests {
         }
         walk(&mut cmd, "tidewatch");
     }
+}
+
+/// The text formats `import` reads.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// Decide from the file.
+    Detect,
+    /// Prometheus text exposition, timestamps in milliseconds.
+    Prometheus,
+    /// OpenMetrics, timestamps in seconds.
+    Openmetrics,
 }

@@ -52,8 +52,8 @@ pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 pub struct AppState {
     /// Parts not ready yet.
     pub readiness: Arc<Readiness>,
-    /// Every metric of the process.
-    pub registry: Arc<Registry>,
+    /// Every metric of the process, one registry per part.
+    pub registries: Arc<std::sync::RwLock<Vec<Arc<Registry>>>>,
     /// The configuration in force.
     pub config: watch::Receiver<Arc<Config>>,
     /// Asks the reloader for a reload (`None` where this process does not reload).
@@ -91,7 +91,7 @@ async fn ready(State(s): State<AppState>) -> Response {
 async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, self_metrics::TEXT_CONTENT_TYPE)],
-        self_metrics::render(&s.registry),
+        self_metrics::render(&s.registries.read().unwrap_or_else(|e| e.into_inner()).clone()),
     )
         .into_response()
 }
@@ -138,7 +138,7 @@ mod tests {
         let (_tx, rx) = watch::channel(Arc::new(Config::default()));
         AppState {
             readiness: Arc::default(),
-            registry: Arc::new(self_metrics::registry()),
+            registries: Arc::new(std::sync::RwLock::new(vec![Arc::new(self_metrics::registry())])),
             config: rx,
             reload: None,
         }

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod data_dir;
 mod http;
+mod import;
 mod logging;
 mod reload;
 mod run;
@@ -47,6 +48,29 @@ fn main() -> ExitCode {
             return match Source::resolve(cli.config, overrides).load() {
                 Ok(c) => {
                     print!("{}", c.to_yaml());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            };
+        }
+        Command::Import { file, data_dir, format } => {
+            overrides.data_dir = data_dir;
+            let config = match Source::resolve(cli.config, overrides).load() {
+                Ok(c) => c,
+                Err(e) => return fail(&e),
+            };
+            let format = match format {
+                cli::ImportFormat::Detect => tidewatch_store::metrics::openmetrics::Format::Detect,
+                cli::ImportFormat::Prometheus => tidewatch_store::metrics::openmetrics::Format::Prometheus,
+                cli::ImportFormat::Openmetrics => tidewatch_store::metrics::openmetrics::Format::OpenMetrics,
+            };
+            let range = config.metrics.block_range.as_std().as_millis() as i64;
+            return match import::import(&file, &config.data_dir, format, range) {
+                Ok((blocks, samples)) => {
+                    println!(
+                        "imported {samples} samples into {blocks} blocks in {}",
+                        config.data_dir.join("metrics/blocks").display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),

@@ -4,20 +4,27 @@
 //! 1. the HTTP listeners stop accepting and finish the requests in flight, for at most
 //!    `server.shutdown_timeout`, so no write is acknowledged after this point;
 //! 2. the reloader stops;
-//! 3. the parts flush and close (each later issue adds its part here, collector before store,
-//!    so the agent's last batch reaches a store that is still open);
+//! 3. storage maintenance stops, then the parts flush and close: the metrics store's WAL
+//!    writes and syncs what is queued (later parts go here, collector before store, so the
+//!    agent's last batch reaches a store that is still open);
 //! 4. the data folder locks are released and "shutdown complete" is logged;
 //! 5. `main` drops the [`crate::logging::LogGuard`], which flushes the last lines, and exits 0.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use tidewatch_store::metrics::{self, MetricsStore, http::RouteLimits};
+use tidewatch_store::promql::{self, Engine, EngineOptions};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 use tracing::{error, info, warn};
 
@@ -79,6 +86,7 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
     let mut registry = self_metrics::registry();
     let reload_metrics = ReloadMetrics::register(&mut registry);
     reload_metrics.record(true);
+    let registries = Arc::new(RwLock::new(vec![Arc::new(registry)]));
 
     // Held until the end of this function: the kernel also drops them if the process dies.
     let mut locks = Vec::new();
@@ -116,22 +124,63 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
 
     let state = AppState {
         readiness: readiness.clone(),
-        registry: Arc::new(registry),
+        registries: registries.clone(),
         config: config_rx,
         reload: Some(reload_tx),
     };
+    // The parts' routes arrive once they are open; until then their paths answer 503, while
+    // health, readiness and /metrics answer from the start.
+    let parts: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
+    let late = parts.clone();
     let app = Router::new()
         .merge(http::router(state))
+        .fallback(move |request: Request| {
+            let late = late.clone();
+            async move {
+                match late.get() {
+                    Some(router) => router.clone().oneshot(request).await.into_response(),
+                    None => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: still starting\n").into_response(),
+                }
+            }
+        })
         .layer(RequestBodyLimitLayer::new(
             config.server.max_request_body.bytes().try_into().unwrap_or(usize::MAX),
         ));
     let server = tokio::spawn(serve_http(listener, app, shutdown.clone()));
+    info!(%listen, "listening");
 
-    // The parts that exist so far open without replaying anything: the store and the collector
-    // add their recovery here, before they are marked ready.
-    readiness.ready("storage");
+    let mut routes = Router::new();
+    let store = if role.runs_server() {
+        let dir = config.data_dir.join("metrics");
+        let store_config = config.metrics.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut registry = prometheus_client::registry::Registry::default();
+            MetricsStore::open(&dir, store_config, &mut registry).map(|s| (Arc::new(s), registry))
+        });
+        let (store, registry) = tokio::select! {
+            opened = opened => opened.context("the metrics store task failed")?.context("cannot open the metrics store")?,
+            _ = shutdown.cancelled() => {
+                // Stopped while replaying: nothing was accepted yet, so nothing to flush.
+                info!("stopped before the store was open");
+                return Ok(());
+            }
+        };
+        registries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(registry));
+        routes = routes.merge(metrics::http::routes(store.clone(), RouteLimits::default()));
+        let engine = Arc::new(Engine::new(store.clone(), EngineOptions::default()));
+        routes = routes.merge(promql::http::routes(engine, store.clone()));
+        readiness.ready("storage");
+        Some(store)
+    } else {
+        None
+    };
+    let maintenance = store.clone().map(|s| tokio::spawn(maintain(s, shutdown.clone())));
+    let _ = parts.set(routes);
     readiness.ready("collector");
-    info!(%listen, "ready");
+    info!("ready");
 
     shutdown.cancelled().await;
     info!("shutting down");
@@ -145,6 +194,16 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
         }
     }
     let _ = reloader.await;
+    if let Some(m) = maintenance {
+        let _ = m.await;
+    }
+    if let Some(store) = store {
+        // The WAL writer writes and syncs what is queued before it stops.
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .context("closing the metrics store")?;
+        info!("metrics store closed");
+    }
     for lock in locks.drain(..).rev() {
         let path = lock.path().to_path_buf();
         drop(lock);
@@ -152,6 +211,28 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
     }
     info!("shutdown complete");
     Ok(())
+}
+
+/// How often the store cuts, compacts and expires blocks.
+const MAINTENANCE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs the store's maintenance until shutdown; a failure is logged and retried next round.
+async fn maintain(store: Arc<MetricsStore>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.maintain()).await {
+            Ok(Ok(report)) if report != Default::default() => info!(?report, "storage maintenance"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => error!(error = %e, "storage maintenance failed; retrying next round"),
+            Err(e) => error!(error = %e, "storage maintenance task failed"),
+        }
+    }
 }
 
 async fn serve_http(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {

@@ -34,12 +34,16 @@ pub fn registry() -> Registry {
     registry
 }
 
-/// Renders the registry in the text format. The OpenMetrics encoder's `# EOF` and `# UNIT`
+/// Renders registries in the text format. The OpenMetrics encoder's `# EOF` and `# UNIT`
 /// lines are left out: the rest is valid 0.0.4 text, which promtool and older scrapers expect.
-pub fn render(registry: &Registry) -> String {
+/// Parts that open late (the store, after replaying its WAL) bring their own registry, so
+/// `/metrics` answers from the first second.
+pub fn render(registries: &[std::sync::Arc<Registry>]) -> String {
     let mut out = String::new();
-    if prometheus_client::encoding::text::encode_registry(&mut out, registry).is_err() {
-        return "# error encoding metrics\n".to_string();
+    for registry in registries {
+        if prometheus_client::encoding::text::encode_registry(&mut out, registry).is_err() {
+            return "# error encoding metrics\n".to_string();
+        }
     }
     out.lines()
         .filter(|l| !l.starts_with("# UNIT ") && *l != "# EOF")
@@ -215,7 +219,7 @@ mod tests {
         let mut registry = registry();
         let reload = ReloadMetrics::register(&mut registry);
         reload.record(true);
-        let text = render(&registry);
+        let text = render(&[std::sync::Arc::new(registry)]);
         assert!(!text.contains("# EOF"), "{text}");
         for name in [
             "process_cpu_seconds_total ",

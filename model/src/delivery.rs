@@ -233,6 +233,26 @@ impl HighWaterMarks {
         }
     }
 
+    /// Raises the mark of `source` to `mark` (never lowers it); used when replaying a log.
+    pub fn raise(&mut self, source: &str, mark: u64) {
+        match self.marks.get_mut(source) {
+            Some(m) => *m = (*m).max(mark),
+            None => {
+                self.marks.insert(source.to_string(), mark);
+            }
+        }
+    }
+
+    /// How many sources have a mark.
+    pub fn len(&self) -> usize {
+        self.marks.len()
+    }
+
+    /// Whether no source has a mark.
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
+    }
+
     /// The marks, for persisting.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
         self.marks.iter().map(|(s, m)| (s.as_str(), *m))

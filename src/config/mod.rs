@@ -28,6 +28,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The agent (collector) on this node.
     pub agent: AgentConfig,
+    /// How metrics are stored: retention, block range, WAL, limits.
+    pub metrics: tidewatch_store::metrics::MetricsConfig,
     /// The process' own log output.
     pub log: LogConfig,
 }
@@ -38,6 +40,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             server: ServerConfig::default(),
             agent: AgentConfig::default(),
+            metrics: tidewatch_store::metrics::MetricsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -223,6 +226,35 @@ impl Config {
                 "must be at least 1KiB".to_string(),
             ));
         }
+        let m = &self.metrics;
+        if m.block_range.as_std() < std::time::Duration::from_secs(60) {
+            return Err(ConfigError::value(
+                path,
+                "metrics.block_range",
+                "must be at least 1m".to_string(),
+            ));
+        }
+        if m.block_range.as_std().as_millis() % 60_000 != 0 {
+            return Err(ConfigError::value(
+                path,
+                "metrics.block_range",
+                "must be a whole number of minutes".to_string(),
+            ));
+        }
+        if m.wal.segment_size.bytes() < 1 << 20 {
+            return Err(ConfigError::value(
+                path,
+                "metrics.wal.segment_size",
+                "must be at least 1MiB".to_string(),
+            ));
+        }
+        if m.limits.max_active_series == 0 || m.limits.max_series_per_request == 0 {
+            return Err(ConfigError::value(
+                path,
+                "metrics.limits",
+                "series limits must be at least 1".to_string(),
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::value(path, "data_dir", "must not be empty".to_string()));
         }
@@ -248,6 +280,9 @@ impl Config {
         }
         if self.log.format != new.log.format {
             why.push("log.format");
+        }
+        if self.metrics != new.metrics {
+            why.push("metrics");
         }
         why
     }

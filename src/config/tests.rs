@@ -105,8 +105,9 @@ fn the_example_file_parses_and_covers_every_section() {
     // The example spells out the defaults; a drifted default shows up here.
     assert_eq!(c.server, ServerConfig::default());
     assert_eq!(c.log, LogConfig::default());
+    assert_eq!(c.metrics, tidewatch_store::metrics::MetricsConfig::default());
     let text = std::fs::read_to_string(&path).unwrap();
-    for section in ["data_dir:", "server:", "agent:", "log:"] {
+    for section in ["data_dir:", "server:", "agent:", "metrics:", "log:"] {
         assert!(text.contains(section), "tidewatch.example.yaml lacks {section}");
     }
 }
@@ -133,4 +134,20 @@ fn overrides_win_over_the_file() {
 fn yaml_round_trips() {
     let c = parse("server:\n  shutdown_timeout: 45s\n  max_request_body: 3MiB\n").unwrap();
     assert_eq!(parse(&c.to_yaml()).unwrap(), c);
+}
+
+#[test]
+fn metrics_section_parses_and_is_checked() {
+    let c = parse("metrics:\n  retention: 30d\n  wal:\n    fsync: false\n  limits:\n    max_active_series: 1000\n")
+        .unwrap();
+    assert_eq!(c.metrics.retention.as_std().as_secs(), 30 * 86_400);
+    assert!(!c.metrics.wal.fsync);
+    assert_eq!(c.metrics.limits.max_active_series, 1000);
+    let msg = error("metrics:\n  wal:\n    fsync: sometimes\n");
+    assert!(msg.starts_with("tw.yaml:3:12: metrics.wal.fsync: "), "{msg}");
+    let msg = error("metrics:\n  block_range: 90s\n");
+    assert!(
+        msg.contains("metrics.block_range: must be a whole number of minutes"),
+        "{msg}"
+    );
 }

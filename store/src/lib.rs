@@ -1,4 +1,5 @@
-//! The store: metrics (WAL, head, Parquet blocks) and logs (tantivy), PromQL and LogQL, ingest and query routes.
-//!
-//! Not built yet: issues #3 (metrics) and #4 (logs) build it. Nothing here is wired into the binary, and nothing
-//! pretends to work.
+//! The store: metrics (WAL, head, Parquet blocks) and, later, logs (tantivy); ingest and query
+//! routes. See README.md for what it promises and docs/format/ for the on-disk formats.
+
+pub mod metrics;
+pub mod promql;

@@ -1,0 +1,14 @@
+//! Metrics storage: a write-ahead log in front of an in-memory head, cut into immutable
+//! Parquet blocks.
+
+pub mod block;
+mod config;
+mod db;
+pub mod http;
+pub mod head;
+pub mod openmetrics;
+pub mod wal;
+
+pub use self::config::{LimitsConfig, MetricsConfig, WalConfig};
+pub use self::db::{Maintenance, MetricsStore, StoreError};
+pub use self::head::{AppendOutcome, Refusal, WriteBatch};

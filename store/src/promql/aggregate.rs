@@ -1,0 +1,241 @@
+//! Aggregation operators: sum, avg, count, min, max, group, stddev, stdvar, topk, bottomk,
+//! quantile, count_values, with `by` and `without`.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use tidewatch_model::Labels;
+
+use super::binary::Output;
+use super::eval::Evaluator;
+use super::value::{Grid, Value};
+use super::{EvalError, format_float};
+
+fn group_labels(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+    match modifier {
+        Some(LabelModifier::Include(by)) => Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|l| by.labels.contains(&l.name))
+                .map(|l| (l.name.clone(), l.value.clone())),
+        ),
+        Some(LabelModifier::Exclude(without)) => Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|l| l.name != "__name__" && !without.labels.contains(&l.name))
+                .map(|l| (l.name.clone(), l.value.clone())),
+        ),
+        None => Labels::new(),
+    }
+}
+
+/// Prometheus' quantile: linear interpolation between the closest ranks.
+pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| {
+        a.partial_cmp(b)
+            .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()).reverse())
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+#[derive(Clone)]
+struct Acc {
+    value: f64,
+    mean: f64,
+    count: f64,
+    values: Vec<(usize, f64)>,
+}
+
+pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, grid: &Grid) -> Result<Value, EvalError> {
+    let op = a.op.to_string();
+    let n = grid.len();
+    let param = match &a.param {
+        Some(p) if op == "count_values" => match ev.eval(p, grid)? {
+            Value::String(s) => Some(Param::Label(s)),
+            other => {
+                return Err(EvalError::BadData(format!(
+                    "count_values needs a string, got {}",
+                    other.type_name()
+                )));
+            }
+        },
+        Some(p) => match ev.eval(p, grid)? {
+            Value::Scalar(s) => Some(Param::Scalar(s)),
+            other => {
+                return Err(EvalError::BadData(format!(
+                    "{op} needs a scalar parameter, got {}",
+                    other.type_name()
+                )));
+            }
+        },
+        None => None,
+    };
+    let input = match ev.eval(&a.expr, grid)? {
+        Value::Vector(v) => v,
+        other => return Err(EvalError::BadData(format!("{op} over a {}", other.type_name()))),
+    };
+    let modifier = a.modifier.as_ref();
+    if let Some(Param::Label(label)) = &param {
+        if tidewatch_model::validate_label_name(label).is_err() {
+            return Err(EvalError::Execution(format!("invalid label name {label:?}")));
+        }
+    }
+    // Group ids are fixed across steps: the labels of a series do not change.
+    let mut group_of: Vec<usize> = Vec::with_capacity(input.len());
+    let mut groups: Vec<Labels> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for s in &input {
+        let g = group_labels(&s.labels, modifier);
+        let id = *index.entry(g.clone()).or_insert_with(|| {
+            groups.push(g);
+            groups.len() - 1
+        });
+        group_of.push(id);
+    }
+    let mut out = Output::default();
+    let mut accs: Vec<Option<Acc>> = vec![None; groups.len()];
+    for step in 0..n {
+        if step % 64 == 0 {
+            ev.check()?;
+        }
+        accs.iter_mut().for_each(|a| *a = None);
+        let k = match &param {
+            Some(Param::Scalar(s)) => s[step],
+            _ => 0.0,
+        };
+        for (i, s) in input.iter().enumerate() {
+            let Some(v) = s.values[step] else { continue };
+            let slot = &mut accs[group_of[i]];
+            match slot {
+                None => {
+                    *slot = Some(Acc {
+                        value: v,
+                        mean: v,
+                        count: 1.0,
+                        values: vec![(i, v)],
+                    });
+                    if op == "stddev" || op == "stdvar" {
+                        if let Some(a) = slot.as_mut() {
+                            a.value = 0.0;
+                        }
+                    }
+                }
+                Some(acc) => {
+                    acc.count += 1.0;
+                    match op.as_str() {
+                        "sum" => acc.value += v,
+                        "avg" => {
+                            if acc.mean.is_infinite() {
+                                if v.is_infinite() && (acc.mean > 0.0) == (v > 0.0) {
+                                    continue;
+                                }
+                                if !v.is_infinite() && !v.is_nan() {
+                                    continue;
+                                }
+                            }
+                            acc.mean += v / acc.count - acc.mean / acc.count;
+                        }
+                        "max" => {
+                            if acc.value < v || acc.value.is_nan() {
+                                acc.value = v;
+                            }
+                        }
+                        "min" => {
+                            if acc.value > v || acc.value.is_nan() {
+                                acc.value = v;
+                            }
+                        }
+                        "stddev" | "stdvar" => {
+                            let delta = v - acc.mean;
+                            acc.mean += delta / acc.count;
+                            acc.value += delta * (v - acc.mean);
+                        }
+                        _ => acc.values.push((i, v)),
+                    }
+                }
+            }
+        }
+        for (g, acc) in accs.iter_mut().enumerate() {
+            let Some(acc) = acc else { continue };
+            match op.as_str() {
+                "sum" | "max" | "min" => out.set(&groups[g], step, n, acc.value)?,
+                "avg" => out.set(&groups[g], step, n, acc.mean)?,
+                "count" => out.set(&groups[g], step, n, acc.count)?,
+                "group" => out.set(&groups[g], step, n, 1.0)?,
+                "stdvar" => out.set(&groups[g], step, n, acc.value / acc.count)?,
+                "stddev" => out.set(&groups[g], step, n, (acc.value / acc.count).sqrt())?,
+                "quantile" => {
+                    let mut values: Vec<f64> = acc.values.iter().map(|x| x.1).collect();
+                    out.set(&groups[g], step, n, quantile(k, &mut values))?
+                }
+                "topk" | "bottomk" => {
+                    if k.is_nan() || k < 1.0 {
+                        continue;
+                    }
+                    let k = if k >= acc.values.len() as f64 {
+                        acc.values.len()
+                    } else {
+                        k as usize
+                    };
+                    let top = op == "topk";
+                    // NaN sorts below every number for topk and above for bottomk, as Prometheus.
+                    acc.values.sort_by(|a, b| {
+                        let ord = match (a.1.is_nan(), b.1.is_nan()) {
+                            (true, true) => std::cmp::Ordering::Equal,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            _ => {
+                                if top {
+                                    b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal)
+                                } else {
+                                    a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal)
+                                }
+                            }
+                        };
+                        ord
+                    });
+                    for &(i, v) in acc.values.iter().take(k) {
+                        out.set(&input[i].labels, step, n, v)?;
+                    }
+                }
+                "count_values" => {
+                    let Some(Param::Label(label)) = &param else { continue };
+                    let mut counts: Vec<(String, f64)> = Vec::new();
+                    for &(_, v) in &acc.values {
+                        let text = format_float(v);
+                        match counts.iter_mut().find(|c| c.0 == text) {
+                            Some(c) => c.1 += 1.0,
+                            None => counts.push((text, 1.0)),
+                        }
+                    }
+                    for (text, c) in counts {
+                        let mut labels = groups[g].clone();
+                        labels.set(label.clone(), text);
+                        out.set(&labels, step, n, c)?;
+                    }
+                }
+                other => return Err(EvalError::BadData(format!("unsupported aggregation {other}"))),
+            }
+        }
+    }
+    Ok(Value::Vector(out.series))
+}
+
+enum Param {
+    Scalar(Vec<f64>),
+    Label(String),
+}
