@@ -4,6 +4,7 @@
 mod cli;
 mod durability;
 mod lifecycle;
+mod query_api;
 mod reload;
 
 /// Generous bounds: these tests check behaviour, not speed (speed is measured in bench/).

@@ -179,8 +179,14 @@ fn query_options(p: &[(String, String)]) -> Result<QueryOptions, QueryError> {
     Ok(o)
 }
 
+/// A timestamp in seconds as Prometheus writes it: `1435781451.781`, and `1435781451` for a
+/// whole second (no `.0`).
 fn ts(ms: i64) -> Json {
-    json!(ms as f64 / 1000.0)
+    if ms % 1000 == 0 {
+        json!(ms / 1000)
+    } else {
+        json!(ms as f64 / 1000.0)
+    }
 }
 
 fn result_json(v: QueryValue) -> Json {
