@@ -4,6 +4,7 @@
 mod cli;
 mod durability;
 mod lifecycle;
+mod promql_conformance;
 mod query_api;
 mod reload;
 

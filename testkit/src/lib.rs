@@ -11,6 +11,7 @@
 
 mod docker;
 mod process;
+pub mod promqltest;
 mod server;
 
 pub use docker::{BUSYBOX_IMAGE, DockerTest, LABEL_KEY, require_docker};

@@ -112,6 +112,7 @@ pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, grid: &Grid) -> Result<Value,
         if step % 64 == 0 {
             ev.check()?;
         }
+        let mut counted: Vec<(Labels, f64)> = Vec::new();
         accs.iter_mut().for_each(|a| *a = None);
         let k = match &param {
             Some(Param::Scalar(s)) => s[step],
@@ -225,11 +226,19 @@ pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, grid: &Grid) -> Result<Value,
                     for (text, c) in counts {
                         let mut labels = groups[g].clone();
                         labels.set(label.clone(), text);
-                        out.set(&labels, step, n, c)?;
+                        // The count label may overwrite a grouping label: counts that land on
+                        // the same labels add up.
+                        match counted.iter_mut().find(|(l, _)| *l == labels) {
+                            Some(x) => x.1 += c,
+                            None => counted.push((labels, c)),
+                        }
                     }
                 }
                 other => return Err(EvalError::BadData(format!("unsupported aggregation {other}"))),
             }
+        }
+        for (labels, c) in counted {
+            out.set(&labels, step, n, c)?;
         }
     }
     Ok(Value::Vector(out.series))

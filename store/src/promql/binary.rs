@@ -58,10 +58,8 @@ impl Op {
     }
 
     fn drops_name(self) -> bool {
-        matches!(
-            self,
-            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow | Op::Atan2
-        )
+        // Prometheus 2.x keeps the metric name for atan2.
+        matches!(self, Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow)
     }
 
     /// The value and whether to keep the element (comparisons filter).
@@ -117,6 +115,21 @@ impl Output {
     }
 }
 
+/// Merges series that ended up with the same labels (a function dropped the metric name): fine
+/// when they never have a value at the same step, an error when they do, as in Prometheus.
+pub fn merge(series: Vec<StepSeries>) -> Result<Vec<StepSeries>, EvalError> {
+    let mut out = Output::default();
+    let n = series.first().map_or(0, |s| s.values.len());
+    for s in &series {
+        for (i, v) in s.values.iter().enumerate() {
+            if let Some(v) = v {
+                out.set(&s.labels, i, n, *v)?;
+            }
+        }
+    }
+    Ok(out.series)
+}
+
 pub fn eval(ev: &mut Evaluator, b: &BinaryExpr, grid: &Grid) -> Result<Value, EvalError> {
     let op = Op::parse(&b.op.to_string())?;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
@@ -137,8 +150,8 @@ pub fn eval(ev: &mut Evaluator, b: &BinaryExpr, grid: &Grid) -> Result<Value, Ev
                 })
                 .collect(),
         )),
-        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(op, v, &s, false, return_bool))),
-        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(op, v, &s, true, return_bool))),
+        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(merge(vector_scalar(op, v, &s, false, return_bool))?)),
+        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(merge(vector_scalar(op, v, &s, true, return_bool))?)),
         (Value::Vector(l), Value::Vector(r)) => {
             let card = b
                 .modifier

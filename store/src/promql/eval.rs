@@ -109,7 +109,7 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.eval(&p.expr, grid),
             Expr::Unary(u) => match self.eval(&u.expr, grid)? {
                 Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|x| -x).collect())),
-                Value::Vector(v) => Ok(Value::Vector(
+                Value::Vector(v) => Ok(Value::Vector(binary::merge(
                     v.into_iter()
                         .map(|mut s| {
                             s.labels.remove("__name__");
@@ -117,7 +117,7 @@ impl<'a> Evaluator<'a> {
                             s
                         })
                         .collect(),
-                )),
+                )?)),
                 other => Err(EvalError::BadData(format!("unary minus on a {}", other.type_name()))),
             },
             Expr::VectorSelector(vs) => self.vector_selector(vs, grid).map(Value::Vector),

@@ -69,8 +69,20 @@ fn drop_name(mut l: Labels) -> Labels {
     l
 }
 
-/// Applies `f` to every value of every series; the metric name is dropped.
-fn map_values(v: Vec<StepSeries>, keep_name: bool, mut f: impl FnMut(f64, usize) -> Option<f64>) -> Vec<StepSeries> {
+/// Applies `f` to every value of every series; the metric name is dropped unless `keep_name`.
+fn map_values(
+    v: Vec<StepSeries>,
+    keep_name: bool,
+    f: impl FnMut(f64, usize) -> Option<f64>,
+) -> Result<Vec<StepSeries>, EvalError> {
+    super::binary::merge(map_values_raw(v, keep_name, f))
+}
+
+fn map_values_raw(
+    v: Vec<StepSeries>,
+    keep_name: bool,
+    mut f: impl FnMut(f64, usize) -> Option<f64>,
+) -> Vec<StepSeries> {
     v.into_iter()
         .filter_map(|mut s| {
             if !keep_name {
@@ -412,7 +424,7 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
                 "deg" => |x: f64| x * 180.0 / std::f64::consts::PI,
                 _ => |x: f64| x * std::f64::consts::PI / 180.0,
             };
-            Ok(Value::Vector(map_values(v, false, |x, _| Some(f(x)))))
+            Ok(Value::Vector(map_values(v, false, |x, _| Some(f(x)))?))
         }
         "round" => {
             let v = vector_arg(ev, arg(c, 0)?, grid)?;
@@ -423,7 +435,7 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
             Ok(Value::Vector(map_values(v, false, |x, i| {
                 let inv = 1.0 / to[i];
                 Some((x * inv + 0.5).floor() / inv)
-            })))
+            })?))
         }
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = vector_arg(ev, arg(c, 0)?, grid)?;
@@ -433,12 +445,15 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
             } else {
                 Vec::new()
             };
+            // Go's math.Max and math.Min return NaN when either side is NaN; Rust's ignore it.
+            let max = |a: f64, b: f64| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) };
+            let min = |a: f64, b: f64| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) };
             Ok(Value::Vector(map_values(v, false, |x, i| match name {
                 "clamp" if b[i] < a[i] => None,
-                "clamp" => Some(a[i].max(b[i].min(x))),
-                "clamp_min" => Some(a[i].max(x)),
-                _ => Some(a[i].min(x)),
-            })))
+                "clamp" => Some(max(a[i], min(b[i], x))),
+                "clamp_min" => Some(max(a[i], x)),
+                _ => Some(min(a[i], x)),
+            })?))
         }
         "timestamp" => {
             let e = unwrap_parens(arg(c, 0)?);
@@ -457,7 +472,7 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
             }
             let v = vector_arg(ev, e, grid)?;
             let times: Vec<f64> = grid.times().map(secs).collect();
-            Ok(Value::Vector(map_values(v, false, |_, i| Some(times[i]))))
+            Ok(Value::Vector(map_values(v, false, |_, i| Some(times[i]))?))
         }
         "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "month" | "year" | "days_in_month" => {
             let v = match c.args.args.first() {
@@ -467,7 +482,7 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
                     values: grid.times().map(|t| Some(secs(t))).collect(),
                 }],
             };
-            Ok(Value::Vector(map_values(v, false, |x, _| Some(date_part(name, x)))))
+            Ok(Value::Vector(map_values(v, false, |x, _| Some(date_part(name, x)))?))
         }
         "sort" | "sort_desc" => {
             let mut v = vector_arg(ev, arg(c, 0)?, grid)?;
@@ -475,10 +490,11 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
             let desc = name == "sort_desc";
             v.sort_by(|a, b| {
                 let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                // NaN sorts last either way, as Prometheus does.
                 match (x.is_nan(), y.is_nan()) {
                     (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => std::cmp::Ordering::Less,
-                    (false, true) => std::cmp::Ordering::Greater,
+                    (true, false) => std::cmp::Ordering::Greater,
+                    (false, true) => std::cmp::Ordering::Less,
                     _ if desc => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
                     _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
                 }
@@ -594,10 +610,12 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
                 }) else {
                     continue;
                 };
-                let mut labels = drop_name(s.labels.clone());
-                labels.remove("le");
-                let g = *index.entry(labels.clone()).or_insert_with(|| {
-                    groups.push((labels, Vec::new()));
+                // Grouped with the metric name, which is dropped only from the result: two
+                // histograms that differ only by name collide there, an error as in Prometheus.
+                let mut key = s.labels.clone();
+                key.remove("le");
+                let g = *index.entry(key.clone()).or_insert_with(|| {
+                    groups.push((drop_name(key), Vec::new()));
                     groups.len() - 1
                 });
                 groups[g].1.push((ub, i));

@@ -104,6 +104,25 @@ impl SeriesSource for MetricsStore {
     }
 }
 
+/// Teaches the parser Prometheus 2.x's `holt_winters` (renamed `double_exponential_smoothing`
+/// in 3.0, which is all promql-parser knows).
+fn register_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use promql_parser::parser::value::ValueType;
+        let holt_winters = promql_parser::parser::Function {
+            name: "holt_winters",
+            arg_types: vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            variadic: 0,
+            return_type: ValueType::Vector,
+            experimental: false,
+        };
+        if let Err(e) = promql_parser::parser::register_extra_functions(vec![holt_winters]) {
+            tracing::warn!(error = %e, "cannot register holt_winters");
+        }
+    });
+}
+
 /// Evaluates PromQL over a series source.
 pub struct Engine {
     source: Arc<dyn SeriesSource + Send + Sync>,
@@ -113,6 +132,7 @@ pub struct Engine {
 impl Engine {
     /// An engine over `source`.
     pub fn new(source: Arc<dyn SeriesSource + Send + Sync>, options: EngineOptions) -> Engine {
+        register_functions();
         Engine { source, options }
     }
 
