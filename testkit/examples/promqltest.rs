@@ -110,6 +110,17 @@ fn make_target(args: &Args) -> Result<Box<dyn Target>, String> {
             Ok(Box::new(t))
         }
         "tidewatch" => {
+            // testkit's `tidewatch_bin()` looks next to a test executable (`target/<profile>/deps/`);
+            // this example lives in `target/<profile>/examples/`, so point it at the binary beside.
+            if std::env::var_os("TIDEWATCH_BIN").is_none()
+                && let Some(bin) = std::env::current_exe()
+                    .ok()
+                    .and_then(|exe| Some(exe.parent()?.parent()?.join("tidewatch")))
+                    .filter(|bin| bin.is_file())
+            {
+                // SAFETY: single-threaded here; no other thread reads the environment yet.
+                unsafe { std::env::set_var("TIDEWATCH_BIN", bin) };
+            }
             let mut t = HttpTarget::tidewatch(&[])?;
             if let Some(n) = args.samples_per_write {
                 t.set_samples_per_write(n);

@@ -107,6 +107,10 @@ pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, grid: &Grid) -> Result<Value,
         group_of.push(id);
     }
     let mut out = Output::default();
+    if matches!(op.as_str(), "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar") {
+        simple(ev, &op, &input, &group_of, &groups, n, &mut out)?;
+        return Ok(Value::Vector(out.series));
+    }
     let mut accs: Vec<Option<Acc>> = vec![None; groups.len()];
     for step in 0..n {
         if step % 64 == 0 {
@@ -242,6 +246,85 @@ pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, grid: &Grid) -> Result<Value,
         }
     }
     Ok(Value::Vector(out.series))
+}
+
+/// The aggregations that need one number or two per group: flat arrays, no allocation per step.
+fn simple(
+    ev: &mut Evaluator,
+    op: &str,
+    input: &[super::value::StepSeries],
+    group_of: &[usize],
+    groups: &[Labels],
+    n: usize,
+    out: &mut Output,
+) -> Result<(), EvalError> {
+    let g = groups.len();
+    let (mut value, mut mean, mut count) = (vec![0.0f64; g], vec![0.0f64; g], vec![0.0f64; g]);
+    let mut out_index: Vec<Option<usize>> = vec![None; g];
+    for step in 0..n {
+        if step % 64 == 0 {
+            ev.check()?;
+        }
+        count.iter_mut().for_each(|c| *c = 0.0);
+        for (i, s) in input.iter().enumerate() {
+            let Some(v) = s.values[step] else { continue };
+            let k = group_of[i];
+            if count[k] == 0.0 {
+                count[k] = 1.0;
+                value[k] = if op == "stddev" || op == "stdvar" { 0.0 } else { v };
+                mean[k] = v;
+                continue;
+            }
+            count[k] += 1.0;
+            match op {
+                "sum" => value[k] += v,
+                "avg" => {
+                    // Prometheus' incremental mean, with its handling of infinities.
+                    if mean[k].is_infinite() {
+                        if v.is_infinite() && (mean[k] > 0.0) == (v > 0.0) {
+                            continue;
+                        }
+                        if !v.is_infinite() && !v.is_nan() {
+                            continue;
+                        }
+                    }
+                    mean[k] += v / count[k] - mean[k] / count[k];
+                }
+                "max" => {
+                    if value[k] < v || value[k].is_nan() {
+                        value[k] = v;
+                    }
+                }
+                "min" => {
+                    if value[k] > v || value[k].is_nan() {
+                        value[k] = v;
+                    }
+                }
+                "stddev" | "stdvar" => {
+                    let delta = v - mean[k];
+                    mean[k] += delta / count[k];
+                    value[k] += delta * (v - mean[k]);
+                }
+                _ => {}
+            }
+        }
+        for k in 0..g {
+            if count[k] == 0.0 {
+                continue;
+            }
+            let v = match op {
+                "avg" => mean[k],
+                "count" => count[k],
+                "group" => 1.0,
+                "stdvar" => value[k] / count[k],
+                "stddev" => (value[k] / count[k]).sqrt(),
+                _ => value[k],
+            };
+            let idx = *out_index[k].get_or_insert_with(|| out.index_of(&groups[k], n));
+            out.set_at(idx, step, v)?;
+        }
+    }
+    Ok(())
 }
 
 enum Param {

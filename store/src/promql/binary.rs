@@ -92,23 +92,29 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn set(&mut self, labels: &Labels, step: usize, steps: usize, v: f64) -> Result<(), EvalError> {
-        let i = match self.index.get(labels) {
+    /// The index of the output series with `labels`, created when new. Resolve it once per
+    /// input series and use [`Output::set_at`] per step: hashing labels per step is the
+    /// expensive part of an operator.
+    pub fn index_of(&mut self, labels: &Labels, steps: usize) -> usize {
+        match self.index.get(labels) {
             Some(&i) => i,
             None => {
-                self.series.push(StepSeries {
-                    labels: labels.clone(),
-                    values: vec![None; steps],
-                });
+                self.series.push(StepSeries { labels: labels.clone(), values: vec![None; steps] });
                 self.index.insert(labels.clone(), self.series.len() - 1);
                 self.series.len() - 1
             }
-        };
+        }
+    }
+
+    pub fn set(&mut self, labels: &Labels, step: usize, steps: usize, v: f64) -> Result<(), EvalError> {
+        let i = self.index_of(labels, steps);
+        self.set_at(i, step, v)
+    }
+
+    pub fn set_at(&mut self, i: usize, step: usize, v: f64) -> Result<(), EvalError> {
         let slot = &mut self.series[i].values[step];
         if slot.is_some() {
-            return Err(EvalError::Execution(
-                "vector cannot contain metrics with the same labelset".into(),
-            ));
+            return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));
         }
         *slot = Some(v);
         Ok(())
@@ -118,12 +124,17 @@ impl Output {
 /// Merges series that ended up with the same labels (a function dropped the metric name): fine
 /// when they never have a value at the same step, an error when they do, as in Prometheus.
 pub fn merge(series: Vec<StepSeries>) -> Result<Vec<StepSeries>, EvalError> {
+    let unique: std::collections::HashSet<&Labels> = series.iter().map(|s| &s.labels).collect();
+    if unique.len() == series.len() {
+        return Ok(series);
+    }
     let mut out = Output::default();
     let n = series.first().map_or(0, |s| s.values.len());
     for s in &series {
+        let idx = out.index_of(&s.labels, n);
         for (i, v) in s.values.iter().enumerate() {
             if let Some(v) = v {
-                out.set(&s.labels, i, n, *v)?;
+                out.set_at(idx, i, *v)?;
             }
         }
     }
@@ -343,7 +354,7 @@ fn vector_vector(
     let one_to_one = include.is_none();
     let (ids, groups) = group_ids([&lhs, &rhs], matching);
     let mut out = Output::default();
-    let mut label_cache: HashMap<(usize, usize), Labels> = HashMap::new();
+    let mut index_cache: HashMap<(usize, usize), usize> = HashMap::new();
     let mut rhs_at: Vec<Option<usize>> = vec![None; groups];
     let mut lhs_seen: Vec<bool> = vec![false; groups];
     for step in 0..n {
@@ -391,16 +402,18 @@ fn vector_vector(
             } else {
                 continue;
             };
-            let labels = label_cache
-                .entry((i, j))
-                .or_insert_with(|| {
-                    result_labels(&s.labels, &rhs[j].labels, op, matching, include.as_deref(), return_bool)
-                })
-                .clone();
-            out.set(&labels, step, n, value)?;
+            let idx = match index_cache.get(&(i, j)) {
+                Some(&idx) => idx,
+                None => {
+                    let labels = result_labels(&s.labels, &rhs[j].labels, op, matching, include.as_deref(), return_bool);
+                    let idx = out.index_of(&labels, n);
+                    index_cache.insert((i, j), idx);
+                    idx
+                }
+            };
+            out.set_at(idx, step, value)?;
         }
     }
-    // Filtering comparisons with group_right keep the right (original left) side's value.
     Ok(out.series)
 }
 

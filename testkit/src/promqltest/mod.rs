@@ -19,14 +19,21 @@
 //! Native histograms are not loaded: an eval whose expectation holds one, or whose expression may
 //! select a series holding one, is skipped with a reason starting `native histogram`.
 //!
-//! ```no_run
-//! use tidewatch_testkit::promqltest::{HttpTarget, Options, run_dir};
+//! Pointing it at Tidewatch (the built `tidewatch server`, restarted on a fresh folder for every
+//! reset), from a test:
 //!
-//! let mut target = HttpTarget::tidewatch(&[]).unwrap();
-//! let report = run_dir(&mut target, "../shared/conformance/promql/v2.42.0".as_ref(), &Options::default()).unwrap();
-//! println!("{}", report.text(5));
-//! assert_eq!(report.failed(), 0);
+//! ```no_run
+//! use tidewatch_testkit::promqltest::{HttpTarget, Options, run_dir, scripts_root};
+//!
+//! let mut target = HttpTarget::tidewatch(&[]).expect("tidewatch server starts");
+//! let report = run_dir(&mut target, &scripts_root().join("v2.42.0"), &Options::default()).unwrap();
+//! println!("{}", report.text(10)); // per-file table, then the first diffs of each file
+//! assert_eq!(report.failed(), 0, "{}", report.text(10));
+//! let _summary: serde_json::Value = report.to_json();
 //! ```
+//!
+//! Any other server: `HttpTarget::new("name", move || { /* start on empty storage */ Ok(base_url) })`.
+//! One file or one case: `Options { filter: Some("functions.test:123".into()), ..Options::default() }`.
 
 mod atmod;
 mod parse;
