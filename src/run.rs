@@ -18,6 +18,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use tidewatch_store::logs::LogStore;
 use tidewatch_store::metrics::{self, MetricsStore, http::RouteLimits};
 use tidewatch_store::promql::{self, Engine, EngineOptions};
 use tokio::net::TcpListener;
@@ -150,18 +151,22 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
     info!(%listen, "listening");
 
     let mut routes = Router::new();
-    let store = if role.runs_server() {
-        let dir = config.data_dir.join("metrics");
-        let store_config = config.metrics.clone();
-        let opened = tokio::task::spawn_blocking(move || {
+    let (store, logs) = if role.runs_server() {
+        let dir = config.data_dir.clone();
+        let (metrics_config, logs_config) = (config.metrics.clone(), config.logs.clone());
+        let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut registry = prometheus_client::registry::Registry::default();
-            MetricsStore::open(&dir, store_config, &mut registry).map(|s| (Arc::new(s), registry))
+            let store = MetricsStore::open(&dir.join("metrics"), metrics_config, &mut registry)
+                .context("cannot open the metrics store")?;
+            let logs =
+                LogStore::open(&dir.join("logs"), logs_config, &mut registry).context("cannot open the log store")?;
+            Ok((Arc::new(store), Arc::new(logs), registry))
         });
-        let (store, registry) = tokio::select! {
-            opened = opened => opened.context("the metrics store task failed")?.context("cannot open the metrics store")?,
+        let (store, logs, registry) = tokio::select! {
+            opened = opened => opened.context("the storage task failed")??,
             _ = shutdown.cancelled() => {
                 // Stopped while replaying: nothing was accepted yet, so nothing to flush.
-                info!("stopped before the store was open");
+                info!("stopped before storage was open");
                 return Ok(());
             }
         };
@@ -172,10 +177,11 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
         routes = routes.merge(metrics::http::routes(store.clone(), RouteLimits::default()));
         let engine = Arc::new(Engine::new(store.clone(), EngineOptions::default()));
         routes = routes.merge(promql::http::routes(engine, store.clone()));
+        routes = routes.merge(tidewatch_store::logs::routes(logs.clone()));
         readiness.ready("storage");
-        Some(store)
+        (Some(store), Some(logs))
     } else {
-        None
+        (None, None)
     };
     let maintenance = store.clone().map(|s| tokio::spawn(maintain(s, shutdown.clone())));
     let _ = parts.set(routes);
@@ -196,6 +202,13 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
     let _ = reloader.await;
     if let Some(m) = maintenance {
         let _ = m.await;
+    }
+    if let Some(logs) = logs {
+        // Writes, indexes and commits what is queued, then stops its threads.
+        tokio::task::spawn_blocking(move || logs.close())
+            .await
+            .context("closing the log store")?;
+        info!("log store closed");
     }
     if let Some(store) = store {
         // The WAL writer writes and syncs what is queued before it stops.

@@ -30,6 +30,8 @@ pub struct Config {
     pub agent: AgentConfig,
     /// How metrics are stored: retention, block range, WAL, limits.
     pub metrics: tidewatch_store::metrics::MetricsConfig,
+    /// How logs are stored: partitions, retention, WAL, limits.
+    pub logs: tidewatch_store::logs::LogsConfig,
     /// The process' own log output.
     pub log: LogConfig,
 }
@@ -41,6 +43,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             agent: AgentConfig::default(),
             metrics: tidewatch_store::metrics::MetricsConfig::default(),
+            logs: tidewatch_store::logs::LogsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -283,6 +286,9 @@ impl Config {
         }
         if self.metrics != new.metrics {
             why.push("metrics");
+        }
+        if self.logs != new.logs {
+            why.push("logs");
         }
         why
     }

@@ -106,8 +106,9 @@ fn the_example_file_parses_and_covers_every_section() {
     assert_eq!(c.server, ServerConfig::default());
     assert_eq!(c.log, LogConfig::default());
     assert_eq!(c.metrics, tidewatch_store::metrics::MetricsConfig::default());
+    assert_eq!(c.logs, tidewatch_store::logs::LogsConfig::default());
     let text = std::fs::read_to_string(&path).unwrap();
-    for section in ["data_dir:", "server:", "agent:", "metrics:", "log:"] {
+    for section in ["data_dir:", "server:", "agent:", "metrics:", "logs:", "log:"] {
         assert!(text.contains(section), "tidewatch.example.yaml lacks {section}");
     }
 }

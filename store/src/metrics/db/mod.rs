@@ -539,38 +539,6 @@ impl MetricsStore {
     }
 }
 
-#[async_trait::async_trait]
-impl tidewatch_model::Appender for MetricsStore {
-    async fn append_series(&self, series: Vec<Series>, delivery: Option<&BatchHeader>) -> Result<(), AppendError> {
-        let mut batch = WriteBatch::default();
-        for s in &series {
-            batch.push(
-                s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
-                s.samples.iter().map(|x| (x.timestamp_ms, x.value)),
-            );
-        }
-        let outcome = self.append(&batch, delivery).await?;
-        match outcome.refused.first() {
-            None => Ok(()),
-            Some((why, _, example)) => Err(AppendError::Rejected(format!(
-                "{} samples refused, first {}: {example}",
-                outcome.refused_count(),
-                why.as_str()
-            ))),
-        }
-    }
-
-    async fn append_logs(
-        &self,
-        _records: Vec<tidewatch_model::LogRecord>,
-        _delivery: Option<&BatchHeader>,
-    ) -> Result<(), AppendError> {
-        Err(AppendError::Rejected(
-            "this store holds metrics; the log store is not built yet (issue #4)".to_string(),
-        ))
-    }
-}
-
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())

@@ -1,0 +1,9 @@
+//! LogQL: a hand-written parser (no maintained Rust LogQL crate exists) and an evaluator over
+//! the partitions. Stream selectors and `|=` filters narrow the candidates through tantivy;
+//! every filter is then checked exactly on the line.
+
+pub mod eval;
+pub mod parse;
+pub mod pipeline;
+
+pub use self::parse::{Expr, LogExpr, MetricExpr, parse};
