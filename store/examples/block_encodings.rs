@@ -60,36 +60,121 @@ fn main() {
         dbp: (256, 4),
     };
     let mut variants = vec![
-        Variant { name: "float BSS, zstd 3", values: Values::Float(Encoding::BYTE_STREAM_SPLIT), ..base.clone() },
-        Variant { name: "float PLAIN, zstd 3", values: Values::Float(Encoding::PLAIN), ..base.clone() },
-        Variant { name: "float BSS, no compression", zstd: None, values: Values::Float(Encoding::BYTE_STREAM_SPLIT), ..base.clone() },
-        Variant { name: "split DBP, zstd 3", ..base.clone() },
-        Variant { name: "split DBP, timestamps PLAIN", timestamp: Encoding::PLAIN, ..base.clone() },
-        Variant { name: "split DBP, block 128/4", dbp: (128, 4), ..base.clone() },
-        Variant { name: "split DBP, block 1024/8", dbp: (1024, 8), ..base.clone() },
-        Variant { name: "split DBP, block 128/1", dbp: (128, 1), ..base.clone() },
-        Variant { name: "split DBP, block 128/2", dbp: (128, 2), ..base.clone() },
-        Variant { name: "split int BSS", values: Values::Split(Encoding::BYTE_STREAM_SPLIT), ..base.clone() },
-        Variant { name: "split delta-in-series (PLAIN ints)", values: Values::SplitDelta, ..base.clone() },
+        Variant {
+            name: "float BSS, zstd 3",
+            values: Values::Float(Encoding::BYTE_STREAM_SPLIT),
+            ..base.clone()
+        },
+        Variant {
+            name: "float PLAIN, zstd 3",
+            values: Values::Float(Encoding::PLAIN),
+            ..base.clone()
+        },
+        Variant {
+            name: "float BSS, no compression",
+            zstd: None,
+            values: Values::Float(Encoding::BYTE_STREAM_SPLIT),
+            ..base.clone()
+        },
+        Variant {
+            name: "split DBP, zstd 3",
+            ..base.clone()
+        },
+        Variant {
+            name: "split DBP, timestamps PLAIN",
+            timestamp: Encoding::PLAIN,
+            ..base.clone()
+        },
+        Variant {
+            name: "split DBP, block 128/4",
+            dbp: (128, 4),
+            ..base.clone()
+        },
+        Variant {
+            name: "split DBP, block 1024/8",
+            dbp: (1024, 8),
+            ..base.clone()
+        },
+        Variant {
+            name: "split DBP, block 128/1",
+            dbp: (128, 1),
+            ..base.clone()
+        },
+        Variant {
+            name: "split DBP, block 128/2",
+            dbp: (128, 2),
+            ..base.clone()
+        },
+        Variant {
+            name: "split int BSS",
+            values: Values::Split(Encoding::BYTE_STREAM_SPLIT),
+            ..base.clone()
+        },
+        Variant {
+            name: "split delta-in-series (PLAIN ints)",
+            values: Values::SplitDelta,
+            ..base.clone()
+        },
     ];
-    let tuned = Variant { dbp: (128, 4), page_rows: 100_000, page_bytes: 8 << 20, ..base.clone() };
-    variants.push(Variant { name: "tuned: 128/4, page 100k", ..tuned.clone() });
-    variants.push(Variant { name: "tuned, float PLAIN", values: Values::SplitFloatPlain, ..tuned.clone() });
-    variants.push(Variant { name: "tuned, zstd 9", zstd: Some(9), ..tuned.clone() });
-    variants.push(Variant { name: "tuned, zstd 15", zstd: Some(15), ..tuned.clone() });
-    variants.push(Variant { name: "tuned, page 1M", page_rows: 1_000_000, ..tuned.clone() });
-    variants.push(Variant { name: "tuned, page 32k", page_rows: 32_768, ..tuned.clone() });
+    let tuned = Variant {
+        dbp: (128, 4),
+        page_rows: 100_000,
+        page_bytes: 8 << 20,
+        ..base.clone()
+    };
+    variants.push(Variant {
+        name: "tuned: 128/4, page 100k",
+        ..tuned.clone()
+    });
+    variants.push(Variant {
+        name: "tuned, float PLAIN",
+        values: Values::SplitFloatPlain,
+        ..tuned.clone()
+    });
+    variants.push(Variant {
+        name: "tuned, zstd 9",
+        zstd: Some(9),
+        ..tuned.clone()
+    });
+    variants.push(Variant {
+        name: "tuned, zstd 15",
+        zstd: Some(15),
+        ..tuned.clone()
+    });
+    variants.push(Variant {
+        name: "tuned, page 1M",
+        page_rows: 1_000_000,
+        ..tuned.clone()
+    });
+    variants.push(Variant {
+        name: "tuned, page 32k",
+        page_rows: 32_768,
+        ..tuned.clone()
+    });
     if std::env::var_os("ONLY_TUNED").is_some() {
         variants.retain(|v| v.name.starts_with("tuned"));
     }
     for level in [1, 9, 15, 19, 22] {
-        variants.push(Variant { name: "split DBP, zstd level", zstd: Some(level), ..base.clone() });
+        variants.push(Variant {
+            name: "split DBP, zstd level",
+            zstd: Some(level),
+            ..base.clone()
+        });
     }
     for rows in [8_192, 100_000, 1_000_000] {
-        variants.push(Variant { name: "split DBP, page rows", page_rows: rows, page_bytes: 8 << 20, ..base.clone() });
+        variants.push(Variant {
+            name: "split DBP, page rows",
+            page_rows: rows,
+            page_bytes: 8 << 20,
+            ..base.clone()
+        });
     }
     for rows in [65_536, 262_144] {
-        variants.push(Variant { name: "split DBP, row group rows", row_group_rows: rows, ..base.clone() });
+        variants.push(Variant {
+            name: "split DBP, row group rows",
+            row_group_rows: rows,
+            ..base.clone()
+        });
     }
     for v in &variants {
         let started = std::time::Instant::now();
@@ -111,7 +196,11 @@ fn main() {
 fn load(path: &str) -> BTreeMap<Labels, Vec<Sample>> {
     let mut child = None;
     let reader: Box<dyn std::io::Read> = if path.ends_with(".gz") {
-        let mut c = Command::new("gzip").args(["-dc", path]).stdout(Stdio::piped()).spawn().expect("gzip");
+        let mut c = Command::new("gzip")
+            .args(["-dc", path])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("gzip");
         let out = c.stdout.take().expect("stdout");
         child = Some(c);
         Box::new(out)
@@ -204,8 +293,10 @@ fn write(series: &BTreeMap<Labels, Vec<Sample>>, v: &Variant) -> usize {
                  ints: &mut Vec<Option<i64>>,
                  scales: &mut Vec<u8>,
                  floats: &mut Vec<Option<f64>>| {
-        let mut cols: Vec<ArrayRef> =
-            vec![Arc::new(UInt32Array::from(std::mem::take(ids))), Arc::new(Int64Array::from(std::mem::take(ts)))];
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from(std::mem::take(ids))),
+            Arc::new(Int64Array::from(std::mem::take(ts))),
+        ];
         match v.values {
             Values::Float(_) => cols.push(Arc::new(Float64Array::from(std::mem::take(vals)))),
             _ => {
@@ -263,11 +354,27 @@ fn write(series: &BTreeMap<Labels, Vec<Sample>>, v: &Variant) -> usize {
             }
         }
         if ids.len() >= 65_536 {
-            flush(&mut w, &mut ids, &mut ts, &mut vals, &mut ints, &mut scales, &mut floats);
+            flush(
+                &mut w,
+                &mut ids,
+                &mut ts,
+                &mut vals,
+                &mut ints,
+                &mut scales,
+                &mut floats,
+            );
         }
     }
     if !ids.is_empty() {
-        flush(&mut w, &mut ids, &mut ts, &mut vals, &mut ints, &mut scales, &mut floats);
+        flush(
+            &mut w,
+            &mut ids,
+            &mut ts,
+            &mut vals,
+            &mut ints,
+            &mut scales,
+            &mut floats,
+        );
     }
     let meta = w.close().unwrap();
     let mut per_column = vec![0i64; schema.fields().len()];
@@ -276,8 +383,12 @@ fn write(series: &BTreeMap<Labels, Vec<Sample>>, v: &Variant) -> usize {
             per_column[i] += c.compressed_size();
         }
     }
-    let names: Vec<String> =
-        schema.fields().iter().zip(&per_column).map(|(f, b)| format!("{}={b}", f.name())).collect();
+    let names: Vec<String> = schema
+        .fields()
+        .iter()
+        .zip(&per_column)
+        .map(|(f, b)| format!("{}={b}", f.name()))
+        .collect();
     eprintln!("    columns: {}", names.join(" "));
     out.len()
 }

@@ -4,8 +4,8 @@
 pub mod block;
 mod config;
 mod db;
-pub mod http;
 pub mod head;
+pub mod http;
 pub mod openmetrics;
 pub mod wal;
 

@@ -91,7 +91,13 @@ pub fn parse_line(
             parse_timestamp(text, unit).map_err(syntax)?
         }
     };
-    Ok(Some((raw.labels, Sample { timestamp_ms, value: raw.value })))
+    Ok(Some((
+        raw.labels,
+        Sample {
+            timestamp_ms,
+            value: raw.value,
+        },
+    )))
 }
 
 /// Reads samples from a text or OpenMetrics input, one `(labels, sample)` per sample line.
@@ -147,7 +153,11 @@ impl<R: BufRead> Parser<R> {
         }
         let text = std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))?;
         if self.after_eof {
-            return if text.trim().is_empty() { Ok(None) } else { Err("content after # EOF".to_string()) };
+            return if text.trim().is_empty() {
+                Ok(None)
+            } else {
+                Err("content after # EOF".to_string())
+            };
         }
         if let Some(comment) = text.strip_prefix('#') {
             self.comment(comment);
@@ -166,11 +176,21 @@ impl<R: BufRead> Parser<R> {
                         Format::Prometheus
                     };
                 }
-                let unit = if self.format == Format::OpenMetrics { Unit::Seconds } else { Unit::Millis };
+                let unit = if self.format == Format::OpenMetrics {
+                    Unit::Seconds
+                } else {
+                    Unit::Millis
+                };
                 parse_timestamp(ts, unit)?
             }
         };
-        Ok(Some((raw.labels, Sample { timestamp_ms, value: raw.value })))
+        Ok(Some((
+            raw.labels,
+            Sample {
+                timestamp_ms,
+                value: raw.value,
+            },
+        )))
     }
 
     /// Notes what a comment says about the format; comments are otherwise skipped.
@@ -213,13 +233,21 @@ impl<R: BufRead> Iterator for Parser<R> {
                     match result {
                         Ok(None) => {}
                         Ok(Some(sample)) => return Some(Ok(sample)),
-                        Err(what) => return Some(Err(ParseError::Syntax { line: self.line_no, what })),
+                        Err(what) => {
+                            return Some(Err(ParseError::Syntax {
+                                line: self.line_no,
+                                what,
+                            }));
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.line_no -= 1,
                 Err(source) => {
                     self.done = true;
-                    return Some(Err(ParseError::Io { line: self.line_no, source }));
+                    return Some(Err(ParseError::Io {
+                        line: self.line_no,
+                        source,
+                    }));
                 }
             }
         }
@@ -242,12 +270,15 @@ enum Unit {
 
 /// Parses a sample line; comments and blank lines give `Ok(None)`. Errors say what is wrong.
 fn parse_sample(line: &str) -> Result<Option<RawSample<'_>>, String> {
-    let mut cur = Cursor { s: line.as_bytes(), pos: 0 };
+    let mut cur = Cursor {
+        s: line.as_bytes(),
+        pos: 0,
+    };
     cur.skip_blanks();
     if cur.at_end() || cur.peek() == Some(b'#') {
         return Ok(None);
     }
-    let name = cur.take_while(|b, first| is_metric_name_byte(b, first));
+    let name = cur.take_while(is_metric_name_byte);
     if name.is_empty() {
         return Err(format!("expected a metric name, found {}", cur.describe_next()));
     }
@@ -263,7 +294,10 @@ fn parse_sample(line: &str) -> Result<Option<RawSample<'_>>, String> {
         return Err("missing value".to_string());
     }
     if !had_blank {
-        return Err(format!("expected a space before the value, found {}", cur.describe_next()));
+        return Err(format!(
+            "expected a space before the value, found {}",
+            cur.describe_next()
+        ));
     }
     let value_text = cur.take_word();
     let value = parse_value(value_text).ok_or_else(|| format!("invalid value {value_text:?}"))?;
@@ -278,7 +312,11 @@ fn parse_sample(line: &str) -> Result<Option<RawSample<'_>>, String> {
         return Err(format!("unexpected text after the timestamp: {}", cur.describe_next()));
     }
     // from_pairs drops empty values, as Prometheus does; duplicates were rejected above.
-    Ok(Some(RawSample { labels: Labels::from_pairs(pairs), value, timestamp }))
+    Ok(Some(RawSample {
+        labels: Labels::from_pairs(pairs),
+        value,
+        timestamp,
+    }))
 }
 
 /// Parses `a="b",c="d"}` (the `{` already consumed) into `pairs`.
@@ -299,12 +337,18 @@ fn parse_labels<'a>(cur: &mut Cursor<'a>, pairs: &mut Vec<(&'a str, String)>) ->
         }
         cur.skip_blanks();
         if cur.peek() != Some(b'=') {
-            return Err(format!("expected '=' after label name {name:?}, found {}", cur.describe_next()));
+            return Err(format!(
+                "expected '=' after label name {name:?}, found {}",
+                cur.describe_next()
+            ));
         }
         cur.pos += 1;
         cur.skip_blanks();
         if cur.peek() != Some(b'"') {
-            return Err(format!("expected '\"' to open the value of label {name:?}, found {}", cur.describe_next()));
+            return Err(format!(
+                "expected '\"' to open the value of label {name:?}, found {}",
+                cur.describe_next()
+            ));
         }
         cur.pos += 1;
         let value = parse_label_value(cur).map_err(|what| format!("label {name:?}: {what}"))?;
@@ -317,7 +361,12 @@ fn parse_labels<'a>(cur: &mut Cursor<'a>, pairs: &mut Vec<(&'a str, String)>) ->
             Some(b',') => cur.pos += 1,
             Some(b'}') => {}
             None => return Err("label set not closed (missing '}')".to_string()),
-            _ => return Err(format!("expected ',' or '}}' after a label, found {}", cur.describe_next())),
+            _ => {
+                return Err(format!(
+                    "expected ',' or '}}' after a label, found {}",
+                    cur.describe_next()
+                ));
+            }
         }
     }
 }
@@ -376,7 +425,10 @@ fn parse_value(text: &str) -> Option<f64> {
         "-Inf" => Some(f64::NEG_INFINITY),
         // Rust's parser also takes "inf", "infinity" and "nan" in any case; only digits, signs,
         // '.', 'e' and 'E' reach it, so those words stay errors as in Prometheus.
-        _ if text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E')) => {
+        _ if text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E')) =>
+        {
             text.parse().ok()
         }
         _ => None,
@@ -417,13 +469,20 @@ fn parse_timestamp(text: &str, unit: Unit) -> Result<i64, String> {
                 if digit(3) >= 5 {
                     ms += 1;
                 }
-                let total = secs.checked_mul(1000).and_then(|s| s.checked_add(ms)).ok_or_else(invalid)?;
+                let total = secs
+                    .checked_mul(1000)
+                    .and_then(|s| s.checked_add(ms))
+                    .ok_or_else(invalid)?;
                 return Ok(if negative { -total } else { total });
             }
             // Exponent forms (`1.7954319e9`) go through a float; they carry no more precision.
             let secs: f64 = parse_value(text).filter(|s| s.is_finite()).ok_or_else(invalid)?;
             let ms = (secs * 1000.0).round();
-            if ms.abs() < 9.2e18 { Ok(ms as i64) } else { Err(invalid()) }
+            if ms.abs() < 9.2e18 {
+                Ok(ms as i64)
+            } else {
+                Err(invalid())
+            }
         }
     }
 }
@@ -485,7 +544,10 @@ impl<'a> Cursor<'a> {
 
     /// The next character, quoted, or "end of line", for error messages.
     fn describe_next(&self) -> String {
-        match std::str::from_utf8(&self.s[self.pos..]).ok().and_then(|rest| rest.chars().next()) {
+        match std::str::from_utf8(&self.s[self.pos..])
+            .ok()
+            .and_then(|rest| rest.chars().next())
+        {
             Some(c) => format!("{c:?}"),
             None if self.at_end() => "end of line".to_string(),
             None => "a byte that is not UTF-8".to_string(),
@@ -499,7 +561,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn parse_all(text: &str, format: Format) -> Vec<Result<(Labels, Sample), String>> {
-        Parser::new(text.as_bytes(), format, 42).map(|r| r.map_err(|e| e.to_string())).collect()
+        Parser::new(text.as_bytes(), format, 42)
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
     }
 
     fn one(line: &str) -> (Labels, Sample) {
@@ -512,14 +576,26 @@ mod tests {
         assert_eq!(labels.metric_name(), Some("http_requests_total"));
         assert_eq!(labels.get("code"), Some("200"));
         assert_eq!(labels.get("path"), Some("C:\\x \"y\"\nz"));
-        assert_eq!(sample, Sample { timestamp_ms: 1395066363000, value: 1027.0 });
+        assert_eq!(
+            sample,
+            Sample {
+                timestamp_ms: 1395066363000,
+                value: 1027.0
+            }
+        );
 
         let (labels, sample) = one("up 1");
         assert_eq!(labels.len(), 1);
         assert_eq!(sample.timestamp_ms, 42, "default time");
 
         let (_, sample) = one(r#"x{a="b",} 3.5e-3 1795431900.643"#);
-        assert_eq!(sample, Sample { timestamp_ms: 1795431900643, value: 0.0035 });
+        assert_eq!(
+            sample,
+            Sample {
+                timestamp_ms: 1795431900643,
+                value: 0.0035
+            }
+        );
         let (labels, _) = one(r#"x { a = "b" , c="" } 1"#);
         assert_eq!(labels.get("a"), Some("b"));
         assert_eq!(labels.get("c"), None, "empty values are dropped");
@@ -555,7 +631,10 @@ mod tests {
         assert_eq!(got[0].as_ref().unwrap().1.timestamp_ms, 2000);
         // Decided as Prometheus, then a fraction: an error naming the line.
         let got = parse_all("x 1 1000\nx 2 2000.5\n", Format::Detect);
-        assert!(got[1].as_ref().unwrap_err().starts_with("line 2: invalid timestamp"), "{got:?}");
+        assert!(
+            got[1].as_ref().unwrap_err().starts_with("line 2: invalid timestamp"),
+            "{got:?}"
+        );
         // An explicit format wins.
         let got = parse_all("x 1 2\n", Format::OpenMetrics);
         assert_eq!(got[0].as_ref().unwrap().1.timestamp_ms, 2000);
@@ -573,7 +652,10 @@ mod tests {
         let text = "ok 1\nbad{a=\"b} 1\n";
         let got = parse_all(text, Format::Detect);
         assert!(got[0].is_ok());
-        assert_eq!(got[1].as_ref().unwrap_err(), "line 2: label \"a\": label value not closed");
+        assert_eq!(
+            got[1].as_ref().unwrap_err(),
+            "line 2: label \"a\": label value not closed"
+        );
         for (line, want) in [
             ("x{a=\"1\"", "label set not closed"),
             ("x", "missing value"),
@@ -595,7 +677,13 @@ mod tests {
     fn exemplars_are_ignored() {
         let (labels, sample) = one(r#"foo_bucket{le="0.5"} 3 1.5 # {trace_id="x"} 0.2 1.4"#);
         assert_eq!(labels.get("le"), Some("0.5"));
-        assert_eq!(sample, Sample { timestamp_ms: 1500, value: 3.0 });
+        assert_eq!(
+            sample,
+            Sample {
+                timestamp_ms: 1500,
+                value: 3.0
+            }
+        );
     }
 
     #[test]
@@ -603,7 +691,13 @@ mod tests {
         let input: &[u8] = b"x 1\n\xff\xfe 2\ny 3\n";
         let got: Vec<_> = Parser::new(input, Format::Detect, 0).collect();
         assert_eq!(got.len(), 3);
-        assert!(got[1].as_ref().unwrap_err().to_string().starts_with("line 2: not valid UTF-8"));
+        assert!(
+            got[1]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .starts_with("line 2: not valid UTF-8")
+        );
     }
 
     proptest! {

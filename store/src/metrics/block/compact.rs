@@ -18,13 +18,18 @@ use super::write::{sync_dir, write_block_from};
 ///
 /// Memory: it streams. Each input is read front to back (its series are already in label
 /// order), one record batch and one series per input at a time, and the merged series go
-/// straight to the writer's spill file; what grows with the data is the writer's ~40 bytes
+/// straight to the writer's spill file; what grows with the data is the writer's ~60 bytes
 /// plus labels per output series (see `write_block`).
 pub fn compact(blocks_dir: &Path, inputs: &[&Block]) -> Result<BlockMeta, BlockError> {
     if inputs.is_empty() {
         return Err(BlockError::Empty);
     }
-    let level = inputs.iter().map(|b| b.meta().level).max().unwrap_or(0).saturating_add(1);
+    let level = inputs
+        .iter()
+        .map(|b| b.meta().level)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
     let parents = inputs.iter().map(|b| b.meta().id.clone()).collect();
     let mut cursors = Vec::with_capacity(inputs.len());
     for block in inputs {
@@ -69,7 +74,11 @@ impl Merge<'_> {
                 c.head = c.scan.next_series()?;
             }
         }
-        let samples = if parts.len() == 1 { parts.pop().unwrap_or_default() } else { merge_samples(parts) };
+        let samples = if parts.len() == 1 {
+            parts.pop().unwrap_or_default()
+        } else {
+            merge_samples(parts)
+        };
         Ok(Some((labels, samples)))
     }
 }
@@ -105,7 +114,10 @@ fn merge_samples(parts: Vec<Vec<Sample>>) -> Vec<Sample> {
 /// Deletes the block in `dir`: renames it to `<dir>.deleted` (so an interrupted delete never
 /// leaves a partial folder that looks like a block), then removes it.
 pub fn delete_block(dir: &Path) -> Result<(), BlockError> {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let parent = dir.parent().unwrap_or(Path::new("."));
     let doomed = if name.ends_with(".deleted") {
         dir.to_path_buf()
@@ -147,7 +159,10 @@ mod tests {
 
     #[test]
     fn later_runs_win_on_equal_timestamps() {
-        let s = |t, v| Sample { timestamp_ms: t, value: v };
+        let s = |t, v| Sample {
+            timestamp_ms: t,
+            value: v,
+        };
         let merged = merge_samples(vec![vec![s(1, 1.0), s(2, 1.0), s(4, 1.0)], vec![s(2, 2.0), s(3, 2.0)]]);
         assert_eq!(merged, vec![s(1, 1.0), s(2, 2.0), s(3, 2.0), s(4, 1.0)]);
     }

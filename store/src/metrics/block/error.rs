@@ -95,6 +95,9 @@ impl BlockError {
     }
 
     pub(super) fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> BlockError {
-        BlockError::Corrupt { path: path.into(), what: what.into() }
+        BlockError::Corrupt {
+            path: path.into(),
+            what: what.into(),
+        }
     }
 }

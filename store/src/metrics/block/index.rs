@@ -30,7 +30,10 @@ impl Postings {
                 }
             }
         }
-        Postings { by_name, num_series: series.len() as u32 }
+        Postings {
+            by_name,
+            num_series: series.len() as u32,
+        }
     }
 
     pub(super) fn label_names(&self) -> impl Iterator<Item = &str> {
@@ -38,7 +41,10 @@ impl Postings {
     }
 
     pub(super) fn label_values(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.by_name.get(name).into_iter().flat_map(|values| values.keys().map(String::as_str))
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flat_map(|values| values.keys().map(String::as_str))
     }
 
     /// The ids of the series that satisfy every matcher, ascending (so in label order).
@@ -54,7 +60,8 @@ impl Postings {
         for m in order {
             let values = self.by_name.get(&m.name);
             let set = if m.matches_empty() {
-                let rejected = values.map(|v| union(v.iter().filter(|(value, _)| !m.matches(value)).map(|(_, ids)| ids)));
+                let rejected =
+                    values.map(|v| union(v.iter().filter(|(value, _)| !m.matches(value)).map(|(_, ids)| ids)));
                 match (&result, rejected) {
                     (_, None) => continue,
                     (Some(current), Some(rejected)) => difference(current, &rejected),
@@ -139,15 +146,22 @@ mod tests {
             vec![Matcher::equal("__name__", "up")],
             vec![Matcher::new("job", MatchOp::NotEqual, "a").unwrap()],
             vec![Matcher::new("env", MatchOp::Regex, "|dev").unwrap()],
-            vec![Matcher::new("env", MatchOp::NotRegex, "prod").unwrap(), Matcher::equal("__name__", "x")],
+            vec![
+                Matcher::new("env", MatchOp::NotRegex, "prod").unwrap(),
+                Matcher::equal("__name__", "x"),
+            ],
             vec![Matcher::equal("missing", "")],
             vec![Matcher::equal("missing", "y")],
-            vec![Matcher::new("job", MatchOp::Regex, ".+").unwrap(), Matcher::new("env", MatchOp::NotEqual, "").unwrap()],
+            vec![
+                Matcher::new("job", MatchOp::Regex, ".+").unwrap(),
+                Matcher::new("env", MatchOp::NotEqual, "").unwrap(),
+            ],
             vec![],
         ];
         for matchers in cases {
-            let want: Vec<u32> =
-                (0..series.len() as u32).filter(|&i| Matcher::all_match(&matchers, &series[i as usize])).collect();
+            let want: Vec<u32> = (0..series.len() as u32)
+                .filter(|&i| Matcher::all_match(&matchers, &series[i as usize]))
+                .collect();
             assert_eq!(p.select(&matchers), want, "{matchers:?}");
         }
     }

@@ -34,8 +34,10 @@ pub struct BlockMeta {
 impl BlockMeta {
     pub(super) fn read(path: &Path) -> Result<BlockMeta, BlockError> {
         let bytes = std::fs::read(path).map_err(BlockError::io(path))?;
-        let meta: BlockMeta = serde_json::from_slice(&bytes)
-            .map_err(|e| BlockError::Meta { path: path.to_path_buf(), reason: e.to_string() })?;
+        let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(|e| BlockError::Meta {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         if meta.format_version > FORMAT_VERSION || meta.format_version == 0 {
             return Err(BlockError::UnsupportedVersion {
                 path: path.to_path_buf(),
@@ -43,7 +45,12 @@ impl BlockMeta {
                 supported: FORMAT_VERSION,
             });
         }
-        let bad = |reason: &str| Err(BlockError::Meta { path: path.to_path_buf(), reason: reason.to_string() });
+        let bad = |reason: &str| {
+            Err(BlockError::Meta {
+                path: path.to_path_buf(),
+                reason: reason.to_string(),
+            })
+        };
         if meta.min_time_ms > meta.max_time_ms {
             return bad("min_time_ms is after max_time_ms");
         }
@@ -78,8 +85,12 @@ fn valid_id(id: &str) -> bool {
 /// block), so this only needs to make them rare.
 pub(super) fn unique_suffix() -> u32 {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let mut x = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ u64::from(COUNTER.fetch_add(1, Ordering::Relaxed)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut x = (nanos as u64)
+        ^ (u64::from(std::process::id()) << 32)
+        ^ u64::from(COUNTER.fetch_add(1, Ordering::Relaxed)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     // splitmix64's finalizer.
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -92,7 +103,10 @@ mod tests {
 
     #[test]
     fn ids_sort_by_time_across_the_epoch() {
-        let ids: Vec<String> = [-5_000i64, -1, 0, 1, 1_795_431_900_174].iter().map(|&t| new_id(t)).collect();
+        let ids: Vec<String> = [-5_000i64, -1, 0, 1, 1_795_431_900_174]
+            .iter()
+            .map(|&t| new_id(t))
+            .collect();
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted);

@@ -56,7 +56,9 @@ impl Block {
     pub fn open(dir: &Path) -> Result<Block, BlockError> {
         let name = dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
         if name.ends_with(".tmp") || name.ends_with(".deleted") {
-            return Err(BlockError::Incomplete { path: dir.to_path_buf() });
+            return Err(BlockError::Incomplete {
+                path: dir.to_path_buf(),
+            });
         }
         let meta = BlockMeta::read(&dir.join(META_FILE))?;
         let series_path = dir.join(SERIES_FILE);
@@ -88,7 +90,10 @@ impl Block {
         check_samples_schema(&samples_path, &samples)?;
         let rows = samples.metadata().file_metadata().num_rows();
         if u64::try_from(rows).ok() != Some(total) {
-            return Err(BlockError::corrupt(&samples_path, format!("{rows} rows, the series table counts {total}")));
+            return Err(BlockError::corrupt(
+                &samples_path,
+                format!("{rows} rows, the series table counts {total}"),
+            ));
         }
 
         let mut size_bytes = 0;
@@ -126,7 +131,11 @@ impl Block {
 
     /// Series matching all `matchers` (every series when empty), in label order.
     pub fn series(&self, matchers: &[Matcher]) -> Vec<Labels> {
-        self.postings.select(matchers).into_iter().map(|id| self.series[id as usize].clone()).collect()
+        self.postings
+            .select(matchers)
+            .into_iter()
+            .map(|id| self.series[id as usize].clone())
+            .collect()
     }
 
     /// Label names of the series matching `matchers` (all names when empty), sorted.
@@ -171,8 +180,10 @@ impl Block {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ranges: Vec<Range<u64>> =
-            ids.iter().map(|&id| self.first_row[id as usize]..self.first_row[id as usize + 1]).collect();
+        let ranges: Vec<Range<u64>> = ids
+            .iter()
+            .map(|&id| self.first_row[id as usize]..self.first_row[id as usize + 1])
+            .collect();
         let mut out: Vec<Series> = Vec::with_capacity(ids.len());
         let mut current = None;
         let mut wanted = ids.iter().peekable();
@@ -187,10 +198,16 @@ impl Block {
                     return Err(format!("row of series {series_id}, which was not selected"));
                 }
                 current = Some(series_id);
-                out.push(Series { labels: self.series[series_id as usize].clone(), samples: Vec::new() });
+                out.push(Series {
+                    labels: self.series[series_id as usize].clone(),
+                    samples: Vec::new(),
+                });
             }
             if let Some(s) = out.last_mut() {
-                s.samples.push(Sample { timestamp_ms: timestamp, value });
+                s.samples.push(Sample {
+                    timestamp_ms: timestamp,
+                    value,
+                });
             }
             Ok(())
         })?;
@@ -206,7 +223,14 @@ impl Block {
             .with_batch_size(READ_BATCH_ROWS)
             .build()
             .map_err(BlockError::parquet(&path))?;
-        Ok(Scan { path, reader, batch: None, row: 0, pending: None, num_series: self.series.len() as u32 })
+        Ok(Scan {
+            path,
+            reader,
+            rows: Vec::new(),
+            row: 0,
+            pending: None,
+            num_series: self.series.len() as u32,
+        })
     }
 
     /// The labels of series `id`.
@@ -246,7 +270,10 @@ impl Block {
             }
             group_start = group_end;
         }
-        let selected_rows: usize = groups.iter().map(|&g| self.samples.metadata().row_group(g).num_rows() as usize).sum();
+        let selected_rows: usize = groups
+            .iter()
+            .map(|&g| self.samples.metadata().row_group(g).num_rows() as usize)
+            .sum();
         let selection = RowSelection::from_consecutive_ranges(relative.into_iter(), selected_rows);
         let file = File::open(&path).map_err(BlockError::io(&path))?;
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.samples.clone())
@@ -271,7 +298,8 @@ impl Block {
 pub(super) struct Scan {
     path: PathBuf,
     reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
-    batch: Option<RecordBatch>,
+    /// The current record batch, decoded, and the position in it.
+    rows: Vec<(u32, Sample)>,
     row: usize,
     /// The first row of the next series, read ahead.
     pending: Option<(u32, Sample)>,
@@ -291,7 +319,10 @@ impl Scan {
         while let Some((next_id, sample)) = self.next_row()? {
             if next_id != id {
                 if next_id < id {
-                    return Err(BlockError::corrupt(&self.path, format!("series {next_id} after series {id}")));
+                    return Err(BlockError::corrupt(
+                        &self.path,
+                        format!("series {next_id} after series {id}"),
+                    ));
                 }
                 self.pending = Some((next_id, sample));
                 break;
@@ -302,26 +333,24 @@ impl Scan {
     }
 
     fn next_row(&mut self) -> Result<Option<(u32, Sample)>, BlockError> {
-        loop {
-            if let Some(batch) = &self.batch {
-                if self.row < batch.num_rows() {
-                    let cols = SampleColumns::new(batch).map_err(|what| BlockError::corrupt(&self.path, what))?;
-                    let (id, t, v) = cols.row(self.row).map_err(|what| BlockError::corrupt(&self.path, what))?;
-                    self.row += 1;
-                    if id >= self.num_series {
-                        return Err(BlockError::corrupt(&self.path, format!("series_id {id} out of range")));
-                    }
-                    return Ok(Some((id, Sample { timestamp_ms: t, value: v })));
+        while self.row >= self.rows.len() {
+            let Some(batch) = self.reader.next() else {
+                return Ok(None);
+            };
+            let batch = batch.map_err(BlockError::arrow(&self.path))?;
+            let cols = SampleColumns::new(&batch).map_err(|what| BlockError::corrupt(&self.path, what))?;
+            self.rows.clear();
+            self.row = 0;
+            for i in 0..batch.num_rows() {
+                let (id, timestamp_ms, value) = cols.row(i).map_err(|what| BlockError::corrupt(&self.path, what))?;
+                if id >= self.num_series {
+                    return Err(BlockError::corrupt(&self.path, format!("series_id {id} out of range")));
                 }
-            }
-            match self.reader.next() {
-                None => return Ok(None),
-                Some(batch) => {
-                    self.batch = Some(batch.map_err(BlockError::arrow(&self.path))?);
-                    self.row = 0;
-                }
+                self.rows.push((id, Sample { timestamp_ms, value }));
             }
         }
+        self.row += 1;
+        Ok(Some(self.rows[self.row - 1]))
     }
 }
 
@@ -336,13 +365,27 @@ struct SampleColumns<'a> {
 
 impl<'a> SampleColumns<'a> {
     fn new(batch: &'a RecordBatch) -> Result<Self, String> {
-        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("column {name} missing"));
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("column {name} missing"))
+        };
         Ok(SampleColumns {
-            series_id: column(schema::SERIES_ID)?.as_primitive_opt().ok_or("series_id is not UInt32")?,
-            timestamp: column(schema::TIMESTAMP)?.as_primitive_opt().ok_or("timestamp is not Int64")?,
-            value_int: column(schema::VALUE_INT)?.as_primitive_opt().ok_or("value_int is not Int64")?,
-            value_scale: column(schema::VALUE_SCALE)?.as_primitive_opt().ok_or("value_scale is not UInt8")?,
-            value_float: column(schema::VALUE_FLOAT)?.as_primitive_opt().ok_or("value_float is not Float64")?,
+            series_id: column(schema::SERIES_ID)?
+                .as_primitive_opt()
+                .ok_or("series_id is not UInt32")?,
+            timestamp: column(schema::TIMESTAMP)?
+                .as_primitive_opt()
+                .ok_or("timestamp is not Int64")?,
+            value_int: column(schema::VALUE_INT)?
+                .as_primitive_opt()
+                .ok_or("value_int is not Int64")?,
+            value_scale: column(schema::VALUE_SCALE)?
+                .as_primitive_opt()
+                .ok_or("value_scale is not UInt8")?,
+            value_float: column(schema::VALUE_FLOAT)?
+                .as_primitive_opt()
+                .ok_or("value_float is not Float64")?,
         })
     }
 
@@ -355,7 +398,8 @@ impl<'a> SampleColumns<'a> {
             self.value_float.value(i)
         } else if self.value_int.is_valid(i) {
             let scale = self.value_scale.value(i);
-            schema::from_scaled(self.value_int.value(i), scale).ok_or_else(|| format!("value_scale {scale} too large"))?
+            schema::from_scaled(self.value_int.value(i), scale)
+                .ok_or_else(|| format!("value_scale {scale} too large"))?
         } else {
             return Err("row with neither value_int nor value_float".to_string());
         };
@@ -371,7 +415,12 @@ fn check_samples_schema(path: &Path, meta: &ArrowReaderMetadata) -> Result<(), B
             Ok(f) => {
                 return Err(BlockError::corrupt(
                     path,
-                    format!("column {} is {}, expected {}", field.name(), f.data_type(), field.data_type()),
+                    format!(
+                        "column {} is {}, expected {}",
+                        field.name(),
+                        f.data_type(),
+                        field.data_type()
+                    ),
                 ));
             }
             Err(_) => return Err(BlockError::corrupt(path, format!("column {} missing", field.name()))),
@@ -395,11 +444,17 @@ fn read_series_table(path: &Path) -> Result<SeriesTable, BlockError> {
         .build()
         .map_err(BlockError::parquet(path))?;
     let corrupt = |what: String| BlockError::corrupt(path, what);
-    let mut table = SeriesTable { labels: Vec::new(), num_samples: Vec::new(), times: Vec::new() };
+    let mut table = SeriesTable {
+        labels: Vec::new(),
+        num_samples: Vec::new(),
+        times: Vec::new(),
+    };
     for batch in reader {
         let batch = batch.map_err(BlockError::arrow(path))?;
         let required = |name: &str, ty: DataType| {
-            let col = batch.column_by_name(name).ok_or_else(|| corrupt(format!("column {name} missing")))?;
+            let col = batch
+                .column_by_name(name)
+                .ok_or_else(|| corrupt(format!("column {name} missing")))?;
             if col.data_type() != &ty || col.null_count() > 0 {
                 return Err(corrupt(format!("column {name} is not a {ty} without nulls")));
             }
@@ -411,7 +466,9 @@ fn read_series_table(path: &Path) -> Result<SeriesTable, BlockError> {
         let maxs = required(schema::MAX_TIME, DataType::Int64)?.as_primitive::<Int64Type>();
         let mut label_columns = Vec::new();
         for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
-            let Some(label) = schema::column_label(field.name()) else { continue };
+            let Some(label) = schema::column_label(field.name()) else {
+                continue;
+            };
             let values = col
                 .as_string_opt::<i32>()
                 .ok_or_else(|| corrupt(format!("label column {} is not Utf8", field.name())))?;
@@ -427,7 +484,10 @@ fn read_series_table(path: &Path) -> Result<SeriesTable, BlockError> {
                 return Err(corrupt(format!("series {id}: {count} samples from {min} to {max}")));
             }
             let labels = Labels::from_pairs(
-                label_columns.iter().filter(|(_, v)| v.is_valid(i)).map(|(name, v)| (name.as_str(), v.value(i))),
+                label_columns
+                    .iter()
+                    .filter(|(_, v)| v.is_valid(i))
+                    .map(|(name, v)| (name.as_str(), v.value(i))),
             );
             if table.labels.last().is_some_and(|prev| prev >= &labels) {
                 return Err(corrupt(format!("series {id} is not in label order")));

@@ -85,7 +85,10 @@ const SAMPLES_PAGE_ROWS: usize = 100_000;
 const SAMPLES_ZSTD_LEVEL: i32 = 9;
 
 fn key_value_metadata() -> Option<Vec<KeyValue>> {
-    Some(vec![KeyValue::new("tidewatch.block.format_version".to_string(), FORMAT_VERSION.to_string())])
+    Some(vec![KeyValue::new(
+        "tidewatch.block.format_version".to_string(),
+        FORMAT_VERSION.to_string(),
+    )])
 }
 
 pub(super) fn samples_properties() -> WriterProperties {
@@ -96,7 +99,9 @@ pub(super) fn samples_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_created_by(format!("tidewatch {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(key_value_metadata())
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(SAMPLES_ZSTD_LEVEL).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(SAMPLES_ZSTD_LEVEL).expect("valid zstd level"),
+        ))
         .set_dictionary_enabled(false)
         .set_max_row_group_row_count(Some(SAMPLES_ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(SAMPLES_PAGE_ROWS)
@@ -106,8 +111,16 @@ pub(super) fn samples_properties() -> WriterProperties {
         .set_column_statistics_enabled(col(SERIES_ID), EnabledStatistics::Page)
         .set_column_statistics_enabled(col(TIMESTAMP), EnabledStatistics::Page)
         .set_sorting_columns(Some(vec![
-            SortingColumn { column_idx: 0, descending: false, nulls_first: false },
-            SortingColumn { column_idx: 1, descending: false, nulls_first: false },
+            SortingColumn {
+                column_idx: 0,
+                descending: false,
+                nulls_first: false,
+            },
+            SortingColumn {
+                column_idx: 1,
+                descending: false,
+                nulls_first: false,
+            },
         ]))
         .set_delta_binary_packed_encoder_options(dbp)
         .set_column_encoding(col(SERIES_ID), Encoding::DELTA_BINARY_PACKED)
@@ -123,7 +136,9 @@ pub(super) fn series_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_created_by(format!("tidewatch {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(key_value_metadata())
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(SAMPLES_ZSTD_LEVEL).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(SAMPLES_ZSTD_LEVEL).expect("valid zstd level"),
+        ))
         // Label values repeat across series: dictionary encoding is the default for strings.
         .set_dictionary_enabled(true)
         .set_column_dictionary_enabled(ColumnPath::from(SERIES_ID), false)
@@ -134,8 +149,8 @@ pub(super) fn series_properties() -> WriterProperties {
 
 /// `10^k` for every scale a value may have; all are exact in f64.
 const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-    1e20, 1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
 ];
 /// The largest scale.
 pub(super) const MAX_SCALE: u8 = 22;
