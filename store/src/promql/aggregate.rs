@@ -107,7 +107,10 @@ pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, grid: &Grid) -> Result<Value,
         group_of.push(id);
     }
     let mut out = Output::default();
-    if matches!(op.as_str(), "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar") {
+    if matches!(
+        op.as_str(),
+        "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar"
+    ) {
         simple(ev, &op, &input, &group_of, &groups, n, &mut out)?;
         return Ok(Value::Vector(out.series));
     }

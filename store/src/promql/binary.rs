@@ -99,7 +99,10 @@ impl Output {
         match self.index.get(labels) {
             Some(&i) => i,
             None => {
-                self.series.push(StepSeries { labels: labels.clone(), values: vec![None; steps] });
+                self.series.push(StepSeries {
+                    labels: labels.clone(),
+                    values: vec![None; steps],
+                });
                 self.index.insert(labels.clone(), self.series.len() - 1);
                 self.series.len() - 1
             }
@@ -114,7 +117,9 @@ impl Output {
     pub fn set_at(&mut self, i: usize, step: usize, v: f64) -> Result<(), EvalError> {
         let slot = &mut self.series[i].values[step];
         if slot.is_some() {
-            return Err(EvalError::Execution("vector cannot contain metrics with the same labelset".into()));
+            return Err(EvalError::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
         }
         *slot = Some(v);
         Ok(())
@@ -405,7 +410,8 @@ fn vector_vector(
             let idx = match index_cache.get(&(i, j)) {
                 Some(&idx) => idx,
                 None => {
-                    let labels = result_labels(&s.labels, &rhs[j].labels, op, matching, include.as_deref(), return_bool);
+                    let labels =
+                        result_labels(&s.labels, &rhs[j].labels, op, matching, include.as_deref(), return_bool);
                     let idx = out.index_of(&labels, n);
                     index_cache.insert((i, j), idx);
                     idx
