@@ -169,37 +169,42 @@ impl<'a> Evaluator<'a> {
         };
         let series = self.fetch(vs, min - lookback, max)?;
         let left_open = self.options.left_open_ranges;
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
-            let mut values = Vec::with_capacity(refs.len());
-            let mut found = false;
-            for &r in &refs {
-                // The last sample at or before r.
-                let idx = s.samples.partition_point(|x| x.timestamp_ms <= r);
-                let v = idx.checked_sub(1).map(|i| s.samples[i]).filter(|x| {
-                    let in_reach = if left_open {
-                        x.timestamp_ms > r - lookback
-                    } else {
-                        x.timestamp_ms >= r - lookback
-                    };
-                    in_reach && !is_stale_nan(x.value)
-                });
-                found |= v.is_some();
-                values.push(v.map(|x| {
-                    if timestamps {
-                        x.timestamp_ms as f64 / 1000.0
-                    } else {
-                        x.value
-                    }
-                }));
-            }
-            if found {
-                out.push(StepSeries {
+        // Independent per series: looked up on all cores.
+        use rayon::prelude::*;
+        let out = series
+            .into_par_iter()
+            .filter_map(|s| {
+                let mut found = false;
+                let values: Vec<Option<f64>> = refs
+                    .iter()
+                    .map(|&r| {
+                        // The last sample at or before r, if within the lookback and not a
+                        // staleness marker.
+                        let idx = s.samples.partition_point(|x| x.timestamp_ms <= r);
+                        let v = idx.checked_sub(1).map(|i| s.samples[i]).filter(|x| {
+                            let in_reach = if left_open {
+                                x.timestamp_ms > r - lookback
+                            } else {
+                                x.timestamp_ms >= r - lookback
+                            };
+                            in_reach && !is_stale_nan(x.value)
+                        });
+                        found |= v.is_some();
+                        v.map(|x| {
+                            if timestamps {
+                                x.timestamp_ms as f64 / 1000.0
+                            } else {
+                                x.value
+                            }
+                        })
+                    })
+                    .collect();
+                found.then_some(StepSeries {
                     labels: s.labels,
                     values,
-                });
-            }
-        }
+                })
+            })
+            .collect();
         Ok(out)
     }
 

@@ -100,31 +100,49 @@ fn map_values_raw(
         .collect()
 }
 
-/// Calls `f` on each series' window at each step; the result is an instant vector.
+/// Calls `f` on each series' window at each step; the result is an instant vector. Series are
+/// independent, so they are computed on all cores (rayon), then gathered in order.
 fn over_time(
     ev: &mut Evaluator,
     r: RangeValue,
     n: usize,
     keep_name: bool,
-    mut f: impl FnMut(&[Sample], i64, usize) -> Option<f64>,
+    f: impl Fn(&[Sample], i64, usize) -> Option<f64> + Sync,
 ) -> Result<Value, EvalError> {
+    use rayon::prelude::*;
     let left_open = ev.options.left_open_ranges;
+    let deadline = ev.deadline;
+    let computed: Vec<Vec<Option<f64>>> = r
+        .series
+        .par_iter()
+        .map(|s| {
+            if std::time::Instant::now() > deadline {
+                return Vec::new();
+            }
+            (0..n)
+                .map(|step| {
+                    let end = r.window_ends[step];
+                    let w = window(&s.samples, end, r.range, left_open);
+                    if w.is_empty() { None } else { f(w, end, step) }
+                })
+                .collect()
+        })
+        .collect();
+    ev.check()?;
     let mut out = Output::default();
-    for s in &r.series {
-        ev.check()?;
+    for (s, values) in r.series.iter().zip(computed) {
+        if values.iter().all(Option::is_none) {
+            continue;
+        }
         let labels = if keep_name {
             s.labels.clone()
         } else {
             drop_name(s.labels.clone())
         };
-        for step in 0..n {
-            let end = r.window_ends[step];
-            let w = window(&s.samples, end, r.range, left_open);
-            if w.is_empty() {
-                continue;
-            }
-            if let Some(v) = f(w, end, step) {
-                out.set(&labels, step, n, v)?;
+        let idx = out.index_of(&labels, n);
+        for (step, v) in values.into_iter().enumerate() {
+            if let Some(v) = v {
+                out.set_at(idx, step, v)?;
             }
         }
     }

@@ -319,11 +319,15 @@ impl MetricsStore {
             }
             Ok(())
         };
-        for b in blocks
-            .iter()
+        // Blocks are read on all cores; their results are merged in time order below.
+        use rayon::prelude::*;
+        let parts: Vec<Result<Vec<Series>, block::BlockError>> = blocks
+            .par_iter()
             .filter(|b| b.meta().max_time_ms >= mint && b.meta().min_time_ms <= maxt)
-        {
-            add(b.select(matchers, mint, maxt)?, &mut held)?;
+            .map(|b| b.select(matchers, mint, maxt))
+            .collect();
+        for part in parts {
+            add(part?, &mut held)?;
         }
         let head = lock(&self.inner).head.select(matchers, mint, maxt);
         add(head, &mut held)?;
