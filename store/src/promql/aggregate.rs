@@ -199,23 +199,17 @@ pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, grid: &Grid) -> Result<Value,
                     } else {
                         k as usize
                     };
-                    let top = op == "topk";
-                    // NaN sorts below every number for topk and above for bottomk, as Prometheus.
-                    acc.values.sort_by(|a, b| {
-                        let ord = match (a.1.is_nan(), b.1.is_nan()) {
-                            (true, true) => std::cmp::Ordering::Equal,
-                            (true, false) => std::cmp::Ordering::Greater,
-                            (false, true) => std::cmp::Ordering::Less,
-                            _ => {
-                                if top {
-                                    b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal)
-                                } else {
-                                    a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal)
-                                }
-                            }
-                        };
-                        ord
+                    let mut chosen = select_k(&acc.values, k, op == "topk");
+                    // Largest first for topk, smallest first for bottomk (the order an instant
+                    // query returns); NaN last.
+                    chosen.sort_by(|a, b| {
+                        let (x, y) = if op == "topk" { (b.1, a.1) } else { (a.1, b.1) };
+                        match (a.1.is_nan(), b.1.is_nan()) {
+                            (false, false) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                            (an, bn) => an.cmp(&bn),
+                        }
                     });
+                    acc.values = chosen;
                     for &(i, v) in acc.values.iter().take(k) {
                         out.set(&input[i].labels, step, n, v)?;
                     }
@@ -328,6 +322,72 @@ fn simple(
         }
     }
     Ok(())
+}
+
+/// The k elements topk (or bottomk) keeps, chosen exactly as Prometheus 2.x does: a binary
+/// heap with Go's `container/heap` moves, where an element replaces the heap's root only when
+/// strictly better. With ties, which series is kept depends on those moves, so matching them is
+/// the only way to return the same series.
+fn select_k(values: &[(usize, f64)], k: usize, top: bool) -> Vec<(usize, f64)> {
+    // For topk the root is the smallest kept value (NaN counts as smallest); for bottomk the
+    // largest (NaN counts as largest).
+    let less = |a: f64, b: f64| {
+        if a.is_nan() {
+            true
+        } else if top {
+            a < b
+        } else {
+            a > b
+        }
+    };
+    let up = |h: &mut Vec<(usize, f64)>, mut j: usize| {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !less(h[j].1, h[i].1) {
+                break;
+            }
+            h.swap(i, j);
+            j = i;
+        }
+    };
+    let down = |h: &mut Vec<(usize, f64)>, i0: usize| -> bool {
+        let n = h.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            if j1 + 1 < n && less(h[j1 + 1].1, h[j1].1) {
+                j = j1 + 1;
+            }
+            if !less(h[j].1, h[i].1) {
+                break;
+            }
+            h.swap(i, j);
+            i = j;
+        }
+        i > i0
+    };
+    let mut heap: Vec<(usize, f64)> = Vec::with_capacity(k);
+    for &(i, v) in values {
+        if heap.len() < k {
+            heap.push((i, v));
+            let last = heap.len() - 1;
+            up(&mut heap, last);
+            continue;
+        }
+        let root = heap[0].1;
+        let better = if top { root < v } else { root > v };
+        if better || (root.is_nan() && !v.is_nan()) {
+            heap[0] = (i, v);
+            if k > 1 && !down(&mut heap, 0) {
+                up(&mut heap, 0);
+            }
+        }
+    }
+    heap
 }
 
 enum Param {
