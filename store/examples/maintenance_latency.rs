@@ -15,13 +15,22 @@ use tidewatch_store::metrics::{MetricsConfig, MetricsStore, WriteBatch};
 const STEP: i64 = 15_000;
 
 fn round(series: usize, t: i64) -> Vec<(String, (i64, f64))> {
-    (0..series).map(|s| (format!("{s:06}"), (t, (t / 1000 + s as i64) as f64))).collect()
+    (0..series)
+        .map(|s| (format!("{s:06}"), (t, (t / 1000 + s as i64) as f64)))
+        .collect()
 }
 
 async fn write(store: &MetricsStore, data: &[(String, (i64, f64))]) -> Duration {
     let mut batch = WriteBatch::default();
     for (instance, sample) in data {
-        batch.push([("__name__", "bench_metric"), ("instance", instance.as_str()), ("job", "bench")], [*sample]);
+        batch.push(
+            [
+                ("__name__", "bench_metric"),
+                ("instance", instance.as_str()),
+                ("job", "bench"),
+            ],
+            [*sample],
+        );
     }
     let start = Instant::now();
     store.append(&batch, None).await.expect("append");
@@ -34,14 +43,24 @@ fn percentiles(mut v: Vec<Duration>) -> String {
     }
     v.sort();
     let p = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
-    format!("{} writes, p50 {:?}, p99 {:?}, max {:?}", v.len(), p(0.5), p(0.99), v[v.len() - 1])
+    format!(
+        "{} writes, p50 {:?}, p99 {:?}, max {:?}",
+        v.len(),
+        p(0.5),
+        p(0.99),
+        v[v.len() - 1]
+    )
 }
 
 #[tokio::main]
 async fn main() {
-    let series: usize = std::env::args().nth(1).map(|s| s.parse().expect("SERIES")).unwrap_or(20_000);
+    let series: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("SERIES"))
+        .unwrap_or(20_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(MetricsStore::open(dir.path(), MetricsConfig::default(), &mut Registry::default()).expect("open"));
+    let store =
+        Arc::new(MetricsStore::open(dir.path(), MetricsConfig::default(), &mut Registry::default()).expect("open"));
     let rounds = 3 * 3600 * 1000 / STEP;
     let started = Instant::now();
     for r in 0..rounds {

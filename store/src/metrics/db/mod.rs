@@ -408,7 +408,11 @@ impl MetricsStore {
             inner.head.seal_before(end);
             (start, end, inner.head.collect(start, end))
         };
-        let meta = block::write_block(&self.blocks_dir, data.into_iter(), 1, Vec::new())?;
+        let series = data
+            .into_iter()
+            .map(|c| c.decode())
+            .filter(|(_, samples)| !samples.is_empty());
+        let meta = block::write_block(&self.blocks_dir, series, 1, Vec::new())?;
         let opened = Arc::new(Block::open(&self.blocks_dir.join(&meta.id))?);
         self.publish(vec![opened], &[]);
         let (delete_before, current) = {

@@ -222,6 +222,42 @@ impl<'a> WriteBatch<'a> {
     }
 }
 
+/// One series' data for a block, still compressed.
+pub struct Collected {
+    /// The series.
+    pub labels: Labels,
+    chunks: Vec<FrozenChunk>,
+    ooo: Vec<(i64, u64)>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl Collected {
+    /// The samples in the collected range, in time order, out-of-order ones merged in.
+    pub fn decode(self) -> (Labels, Vec<Sample>) {
+        let (mint, maxt) = (self.mint, self.maxt);
+        let mut out: Vec<Sample> = self
+            .chunks
+            .iter()
+            .flat_map(|c| c.iter())
+            .filter(|&(t, _)| t >= mint && t <= maxt)
+            .map(|(t, v)| Sample {
+                timestamp_ms: t,
+                value: v,
+            })
+            .collect();
+        if !self.ooo.is_empty() {
+            out.extend(self.ooo.iter().map(|&(t, v)| Sample {
+                timestamp_ms: t,
+                value: f64::from_bits(v),
+            }));
+            out.sort_by_key(|s| s.timestamp_ms);
+            out.dedup_by_key(|s| s.timestamp_ms);
+        }
+        (self.labels, out)
+    }
+}
+
 /// The in-memory head.
 pub struct Head {
     options: HeadOptions,
@@ -756,13 +792,36 @@ impl Head {
         out
     }
 
-    /// Every series' samples in `[mint, maxt_exclusive)`, for cutting a block.
-    pub fn collect(&self, mint: i64, maxt_exclusive: i64) -> Vec<(Labels, Vec<Sample>)> {
+    /// Every series' compressed chunks overlapping `[mint, maxt_exclusive)`, for cutting a
+    /// block. Copying the compressed bytes is all that happens under the head lock; decoding
+    /// ([`Collected::decode`]) happens after it is released, so writers wait only for a memcpy.
+    pub fn collect(&self, mint: i64, maxt_exclusive: i64) -> Vec<Collected> {
+        let maxt = maxt_exclusive - 1;
         self.series
             .values()
             .filter_map(|s| {
-                let samples = s.samples(mint, maxt_exclusive - 1);
-                (!samples.is_empty()).then(|| (self.labels_of(s), samples))
+                let mut chunks: Vec<FrozenChunk> = s
+                    .chunks
+                    .iter()
+                    .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+                    .cloned()
+                    .collect();
+                if !s.open.is_empty() && s.open.max_time() >= mint && s.open.min_time() <= maxt {
+                    chunks.push(s.open.freeze());
+                }
+                let ooo: Vec<(i64, u64)> = s
+                    .ooo
+                    .iter()
+                    .filter(|&&(t, _)| t >= mint && t <= maxt)
+                    .copied()
+                    .collect();
+                (!chunks.is_empty() || !ooo.is_empty()).then(|| Collected {
+                    labels: self.labels_of(s),
+                    chunks,
+                    ooo,
+                    mint,
+                    maxt,
+                })
             })
             .collect()
     }

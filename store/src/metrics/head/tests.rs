@@ -234,7 +234,7 @@ fn truncation_drops_old_chunks_and_empty_series_and_refuses_older_writes() {
     let samples: Vec<(i64, f64)> = (0..600).map(|i| (i * 30_000, i as f64)).collect(); // 5 hours
     let data = vec![(up("a"), samples), (up("old"), vec![(1000, 1.0)])];
     f.head.append(&write(&data), None, None, &mut f.wal).unwrap();
-    let block = f.head.collect(0, 2 * HOUR);
+    let block: Vec<_> = f.head.collect(0, 2 * HOUR).into_iter().map(|c| c.decode()).collect();
     assert_eq!(block.len(), 2);
     assert_eq!(block.iter().map(|(_, s)| s.len()).sum::<usize>(), 240 + 1);
     assert_eq!(f.head.truncate(2 * HOUR), 1);
