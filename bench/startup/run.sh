@@ -29,7 +29,7 @@ time_to_ready() {
     echo $(( (end - start) / 1000000 ))
 }
 
-stats() { sort -n | awk '{a[NR]=$1} END {printf "%d %d %d", a[int((NR+1)/2)], a[int(NR*0.95+0.5)], a[NR]}'; }
+stats() { sort -n | awk '{a[NR]=$1} END {printf "%d %d %d\n", a[int((NR+1)/2)], a[int(NR*0.95+0.5)], a[NR]}'; }
 
 tw_ms=(); prom_ms=()
 for i in $(seq "$runs"); do
