@@ -95,7 +95,8 @@ fn union<'a>(lists: impl Iterator<Item = &'a Vec<u32>>) -> Vec<u32> {
     out
 }
 
-fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+/// The elements of both ascending lists (postings of the head and of blocks).
+pub(crate) fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
     let mut out = Vec::with_capacity(a.len().min(b.len()));
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {

@@ -21,6 +21,7 @@ mod write;
 
 pub use self::compact::{compact, delete_block, list_blocks};
 pub use self::error::BlockError;
+pub(crate) use self::index::intersect;
 pub use self::meta::BlockMeta;
 pub use self::read::Block;
 pub use self::schema::FORMAT_VERSION;

@@ -17,6 +17,7 @@ use tidewatch_model::{BatchHeader, HighWaterMarks, Labels, MatchOp, Matcher, Sam
 
 use self::chunk::{FrozenChunk, XorChunk};
 use self::symbols::{Sym, Symbols};
+use super::block::intersect;
 use super::wal::{Wal, WalError, format};
 
 /// A series' id in the head and in the WAL.
@@ -297,22 +298,6 @@ fn insert_sorted(list: &mut Vec<SeriesRef>, r: SeriesRef) {
             }
         }
     }
-}
-
-fn intersect(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out
 }
 
 impl Head {
