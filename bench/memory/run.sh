@@ -16,8 +16,8 @@ tw="$target/release/tidewatch"
 load="$target/release/rw_load"
 prom=$(command -v prometheus) || { echo "prometheus is not installed (apt-get install prometheus)"; exit 1; }
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# The servers are started inside $(...), so their pids are not known here: find them by folder.
+cleanup() { pkill -9 -f "$work" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 printf 'global:\n  scrape_interval: 15s\n' > "$work/prometheus.yml"
 
@@ -27,11 +27,11 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 start_prom() {
     "$prom" --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom-$1" \
         --web.listen-address=127.0.0.1:19801 --web.enable-remote-write-receiver >"$work/prom.log" 2>&1 &
-    pids+=($!); echo $!
+    echo $!
 }
 start_tw() {
     "$tw" server --listen 127.0.0.1:19802 --data-dir "$work/tw-$1" >"$work/tw.log" 2>&1 &
-    pids+=($!); echo $!
+    echo $!
 }
 
 echo "| series | Prometheus RSS MiB | bytes/series | Tidewatch RSS MiB | bytes/series | Tidewatch ÷ Prometheus |"
@@ -63,3 +63,4 @@ pid=$(start_tw replay); wait_ready 19802
 end=$(date +%s%N)
 echo "time from exec to /-/ready: $(( (end - start) / 1000000 )) ms"
 grep -o '"samples_replayed":[0-9]*\|samples_replayed=[0-9]*' "$work/tw.log" | head -1
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
