@@ -5,6 +5,7 @@ mod cli;
 mod durability;
 mod lifecycle;
 mod promql_conformance;
+mod promql_differential;
 mod query_api;
 mod reload;
 

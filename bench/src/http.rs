@@ -36,7 +36,11 @@ impl Url {
 
     /// The first address the authority resolves to (port 80 when none is given).
     pub fn resolve(&self) -> io::Result<SocketAddr> {
-        let target = if self.authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let target = if self
+            .authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             self.authority.clone()
         } else {
             format!("{}:80", self.authority)
@@ -92,7 +96,10 @@ fn bad(msg: impl Into<String>) -> io::Error {
 fn read_line(reader: &mut impl BufRead, line: &mut String) -> io::Result<()> {
     line.clear();
     if reader.read_line(line)? == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed by the server"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed by the server",
+        ));
     }
     if line.len() > 64 * 1024 {
         return Err(bad("response line over 64 KiB"));
@@ -126,7 +133,11 @@ pub fn read_response(reader: &mut impl BufRead, line: &mut String) -> io::Result
             };
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.parse::<u64>().map_err(|_| bad(format!("bad Content-Length {value:?}")))?);
+                length = Some(
+                    value
+                        .parse::<u64>()
+                        .map_err(|_| bad(format!("bad Content-Length {value:?}")))?,
+                );
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = value.to_ascii_lowercase().contains("chunked");
             } else if name.eq_ignore_ascii_case("connection") {
@@ -207,11 +218,17 @@ mod tests {
                     HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
         let got = parse_all(wire);
         assert_eq!(got.len(), 4);
-        assert_eq!((got[0].status, got[0].body.as_slice(), got[0].close), (204, &b""[..], false));
+        assert_eq!(
+            (got[0].status, got[0].body.as_slice(), got[0].close),
+            (204, &b""[..], false)
+        );
         assert_eq!((got[1].status, got[1].body.as_slice()), (400, &b"out of order\n"[..]));
         assert_eq!((got[2].status, got[2].body.as_slice()), (500, &b"abcdefg"[..]));
         // Bodies of successes are read but not kept.
-        assert_eq!((got[3].status, got[3].body.as_slice(), got[3].close), (200, &b""[..], true));
+        assert_eq!(
+            (got[3].status, got[3].body.as_slice(), got[3].close),
+            (200, &b""[..], true)
+        );
     }
 
     #[test]
@@ -226,7 +243,10 @@ mod tests {
     #[test]
     fn urls() {
         let u = Url::parse("http://127.0.0.1:9090/api/v1/write").unwrap();
-        assert_eq!((u.authority.as_str(), u.path.as_str()), ("127.0.0.1:9090", "/api/v1/write"));
+        assert_eq!(
+            (u.authority.as_str(), u.path.as_str()),
+            ("127.0.0.1:9090", "/api/v1/write")
+        );
         assert_eq!(u.resolve().unwrap(), "127.0.0.1:9090".parse().unwrap());
         assert_eq!(Url::parse("http://localhost").unwrap().path, "/");
         assert!(Url::parse("https://x/").is_err());

@@ -130,7 +130,9 @@ pub fn series(i: usize, labels_per_series: usize) -> Series {
     let region = REGIONS[h % REGIONS.len()];
     let mut labels: Vec<(String, String)> = (0..n)
         .map(|slot| {
-            let name = LABEL_NAMES.get(slot).map_or_else(|| format!("extra_{slot}"), |s| s.to_string());
+            let name = LABEL_NAMES
+                .get(slot)
+                .map_or_else(|| format!("extra_{slot}"), |s| s.to_string());
             let value = match slot {
                 0 => FAMILIES[family].name.to_string(),
                 1 => "node".to_string(),
@@ -174,13 +176,15 @@ pub fn encode_labels(series: &Series) -> Vec<u8> {
 }
 
 /// Appends one `TimeSeries` (field 1 of `WriteRequest`) holding `labels` (from
-/// [`encode_labels`]) and one sample: the bytes prost writes for the same message.
-pub fn encode_timeseries(labels: &[u8], sample: Sample, out: &mut Vec<u8>) {
-    let inner = labels.len() + message::encoded_len(2, &sample);
+/// [`encode_labels`]) and `samples`: the bytes prost writes for the same message.
+pub fn encode_timeseries(labels: &[u8], samples: &[Sample], out: &mut Vec<u8>) {
+    let inner = labels.len() + samples.iter().map(|s| message::encoded_len(2, s)).sum::<usize>();
     encode_key(1, WireType::LengthDelimited, out);
     encode_varint(inner as u64, out);
     out.extend_from_slice(labels);
-    message::encode(2, &sample, out);
+    for sample in samples {
+        message::encode(2, sample, out);
+    }
 }
 
 /// The value of one series from round to round; seeded from the series number, so a series has
@@ -244,7 +248,11 @@ impl SeriesState {
         };
         let next = quantize(next, family.quantum);
         // Rounding never takes a counter back.
-        self.value = if family.kind == Kind::Counter { next.max(v) } else { next };
+        self.value = if family.kind == Kind::Counter {
+            next.max(v)
+        } else {
+            next
+        };
         v
     }
 }
@@ -262,8 +270,12 @@ pub struct Plan {
     pub start_ms: i64,
     /// Milliseconds between rounds.
     pub interval_ms: i64,
-    /// Samples (one `TimeSeries` each) per request.
+    /// Samples per request (a request may hold fewer, never more, unless one `TimeSeries`
+    /// alone holds more).
     pub samples_per_request: usize,
+    /// Samples per `TimeSeries`: 1 as Prometheus sends, more to carry consecutive rounds of a
+    /// series in one `TimeSeries` (as a backfill or an agent that batches by series does).
+    pub samples_per_series: usize,
     /// Connections; series `i` is sent on connection `i % connections` only, as Prometheus
     /// shards by series, so a series' samples arrive in time order.
     pub connections: usize,
@@ -301,9 +313,13 @@ impl Plan {
         let mut encoder = snap::raw::Encoder::new();
         let mut in_request = 0usize;
         let mut seq = 1u64;
+        let k = self.samples_per_series.max(1);
+        let mut samples = Vec::with_capacity(k);
         let mut flush = |raw: &mut Vec<u8>, in_request: &mut usize, seq: &mut u64| -> bool {
             compressed.resize(snap::raw::max_compress_len(raw.len()), 0);
-            let n = encoder.compress(raw, &mut compressed).expect("snappy compresses any input");
+            let n = encoder
+                .compress(raw, &mut compressed)
+                .expect("snappy compresses any input");
             let body = Body {
                 snappy: compressed[..n].to_vec(),
                 samples: *in_request,
@@ -314,14 +330,25 @@ impl Plan {
             *in_request = 0;
             emit(body)
         };
-        for round in 0..self.rounds {
-            let timestamp = self.start_ms + round as i64 * self.interval_ms;
+        for first_round in (0..self.rounds).step_by(k) {
+            let group = k.min(self.rounds - first_round);
             for (slot, &i) in mine.iter().enumerate() {
                 let family = &FAMILIES[i % SERIES_PER_HOST % FAMILIES.len()];
-                let value = state[slot].sample(family);
-                encode_timeseries(&labels[i], Sample { value, timestamp }, &mut raw);
-                in_request += 1;
-                if in_request == self.samples_per_request && !flush(&mut raw, &mut in_request, &mut seq) {
+                if in_request > 0
+                    && in_request + group > self.samples_per_request
+                    && !flush(&mut raw, &mut in_request, &mut seq)
+                {
+                    return false;
+                }
+                samples.clear();
+                for round in first_round..first_round + group {
+                    let timestamp = self.start_ms + round as i64 * self.interval_ms;
+                    let value = state[slot].sample(family);
+                    samples.push(Sample { value, timestamp });
+                }
+                encode_timeseries(&labels[i], &samples, &mut raw);
+                in_request += group;
+                if in_request >= self.samples_per_request && !flush(&mut raw, &mut in_request, &mut seq) {
                     return false;
                 }
             }
@@ -335,7 +362,9 @@ impl Plan {
 
 /// Decodes a body with prost, for checks: the series' labels and samples, in wire order.
 pub fn decode_body(snappy: &[u8]) -> Result<tidewatch_model::remote_write::WriteRequest, String> {
-    let raw = snap::raw::Decoder::new().decompress_vec(snappy).map_err(|e| e.to_string())?;
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(snappy)
+        .map_err(|e| e.to_string())?;
     tidewatch_model::remote_write::WriteRequest::decode(raw.as_slice()).map_err(|e| e.to_string())
 }
 
@@ -361,7 +390,9 @@ mod tests {
         let names: Vec<&str> = s.labels.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["__name__", "cluster", "cpu", "device", "env", "instance", "job", "mode", "node", "region"]
+            [
+                "__name__", "cluster", "cpu", "device", "env", "instance", "job", "mode", "node", "region"
+            ]
         );
     }
 
@@ -380,9 +411,9 @@ mod tests {
             },
         ];
         let mut ours = Vec::new();
-        encode_timeseries(&encode_labels(&a), samples[0], &mut ours);
-        encode_timeseries(&encode_labels(&b), samples[1], &mut ours);
-        let to_ts = |s: &Series, sample: Sample| TimeSeries {
+        encode_timeseries(&encode_labels(&a), &samples[..1], &mut ours);
+        encode_timeseries(&encode_labels(&b), &samples, &mut ours);
+        let to_ts = |s: &Series, samples: &[Sample]| TimeSeries {
             labels: s
                 .labels
                 .iter()
@@ -391,10 +422,10 @@ mod tests {
                     value: value.clone(),
                 })
                 .collect(),
-            samples: vec![sample],
+            samples: samples.to_vec(),
         };
         let req = WriteRequest {
-            timeseries: vec![to_ts(&a, samples[0]), to_ts(&b, samples[1])],
+            timeseries: vec![to_ts(&a, &samples[..1]), to_ts(&b, &samples)],
             metadata: vec![],
         };
         assert_eq!(ours, req.encode_to_vec());
@@ -402,16 +433,22 @@ mod tests {
 
     #[test]
     fn plan_sends_every_series_once_per_round_in_time_order_on_one_connection() {
-        let plan = Plan {
-            series: 2_500,
-            labels_per_series: 10,
-            rounds: 5,
-            start_ms: 1_000_000,
-            interval_ms: 1_000,
-            samples_per_request: 700,
-            connections: 3,
-            seed: 1,
-        };
+        for (samples_per_series, rounds) in [(1, 5), (3, 7), (10, 10)] {
+            check_plan(Plan {
+                series: 2_500,
+                labels_per_series: 10,
+                rounds,
+                start_ms: 1_000_000,
+                interval_ms: 1_000,
+                samples_per_request: 700,
+                samples_per_series,
+                connections: 3,
+                seed: 1,
+            });
+        }
+    }
+
+    fn check_plan(plan: Plan) {
         let labels: Vec<Vec<u8>> = (0..plan.series)
             .map(|i| encode_labels(&series(i, plan.labels_per_series)))
             .collect();
@@ -424,29 +461,34 @@ mod tests {
                 assert_eq!(body.first_seq, next_seq);
                 next_seq += body.samples as u64;
                 let req = decode_body(&body.snappy).unwrap();
-                assert_eq!(req.timeseries.len(), body.samples);
+                assert_eq!(
+                    req.timeseries.iter().map(|ts| ts.samples.len()).sum::<usize>(),
+                    body.samples
+                );
                 for ts in req.timeseries {
-                    assert_eq!(ts.samples.len(), 1);
+                    assert!((1..=plan.samples_per_series).contains(&ts.samples.len()));
                     let key: Vec<(String, String)> = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
-                    let s = ts.samples[0];
-                    if let Some(&(conn, t, v)) = last.get(&key) {
-                        assert_eq!(conn, c, "a series moved between connections");
-                        assert_eq!(s.timestamp, t + plan.interval_ms);
-                        if key[0].1.ends_with("_total") {
-                            assert!(s.value >= v, "counter went down: {v} -> {}", s.value);
+                    for s in ts.samples {
+                        if let Some(&(conn, t, v)) = last.get(&key) {
+                            assert_eq!(conn, c, "a series moved between connections");
+                            assert_eq!(s.timestamp, t + plan.interval_ms);
+                            if key[0].1.ends_with("_total") {
+                                assert!(s.value >= v, "counter went down: {v} -> {}", s.value);
+                            }
+                        } else {
+                            assert_eq!(s.timestamp, plan.start_ms);
                         }
-                    } else {
-                        assert_eq!(s.timestamp, plan.start_ms);
+                        last.insert(key.clone(), (c, s.timestamp, s.value));
+                        total += 1;
                     }
-                    last.insert(key, (c, s.timestamp, s.value));
-                    total += 1;
                 }
                 true
             }));
         }
         assert_eq!(last.len(), plan.series);
         assert_eq!(total, plan.series * plan.rounds);
-        assert!(last.values().all(|&(_, t, _)| t == plan.start_ms + 4 * plan.interval_ms));
+        let end = plan.start_ms + (plan.rounds as i64 - 1) * plan.interval_ms;
+        assert!(last.values().all(|&(_, t, _)| t == end));
     }
 
     #[test]
@@ -460,6 +502,9 @@ mod tests {
         let vc: Vec<f64> = (0..50).map(|_| c.sample(f)).collect();
         assert_eq!(va, vb);
         assert_ne!(va, vc);
-        assert!(va.iter().all(|v| *v >= 0.0 && (v * 100.0 - (v * 100.0).round()).abs() < 1e-6));
+        assert!(
+            va.iter()
+                .all(|v| *v >= 0.0 && (v * 100.0 - (v * 100.0).round()).abs() < 1e-6)
+        );
     }
 }

@@ -36,6 +36,10 @@ struct Args {
     /// of Prometheus 2.44 and later; 2.42's own default is 500.
     #[arg(long, default_value_t = 2000)]
     samples_per_request: usize,
+    /// Samples of one series in one `TimeSeries` (consecutive rounds). 1 is what Prometheus
+    /// sends; more makes requests cheaper to decode and append (fewer label sets per sample).
+    #[arg(long, default_value_t = 1)]
+    samples_per_series: usize,
     /// Concurrent keep-alive connections (Prometheus calls them shards).
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -71,6 +75,10 @@ struct Args {
     /// Once encoding is done, pin the sending threads to this CPU (with `taskset`).
     #[arg(long)]
     pin_cpu: Option<usize>,
+    /// A process (the server) whose CPU time during the measured part is reported, so that the
+    /// CPU left to other processes of the machine can be told apart.
+    #[arg(long)]
+    watch_pid: Option<u32>,
     /// A free-form name copied into the JSON line (e.g. "prometheus-10k").
     #[arg(long, default_value = "")]
     label: String,
@@ -125,20 +133,57 @@ fn main() -> ExitCode {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// User plus system CPU seconds of this process, all threads (from /proc/self/stat, in the
-/// kernel's 100 Hz clock ticks).
-fn cpu_seconds() -> f64 {
-    let mut stat = String::new();
-    if std::fs::File::open("/proc/self/stat").and_then(|mut f| f.read_to_string(&mut stat)).is_err() {
-        return f64::NAN;
-    }
+fn read_proc(path: &str) -> String {
+    let mut text = String::new();
+    let _ = std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text));
+    text
+}
+
+/// The kernel's clock ticks per second in /proc (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// User plus system CPU seconds of a process, all its threads (`self` or a pid).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = read_proc(&format!("/proc/{pid}/stat"));
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    (ticks(11) + ticks(12)) / 100.0
+    (ticks(11) + ticks(12)) / USER_HZ
+}
+
+/// CPU seconds the whole machine spent busy (all CPUs, everything but idle and iowait).
+fn machine_busy_seconds() -> f64 {
+    let stat = read_proc("/proc/stat");
+    let line = stat.lines().next().unwrap_or_default();
+    let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    if v.len() < 8 {
+        return f64::NAN;
+    }
+    // user nice system idle iowait irq softirq steal
+    (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / USER_HZ
+}
+
+/// CPU time of this process, the watched process and the machine, at one moment.
+#[derive(Clone, Copy)]
+struct CpuClock {
+    sender: f64,
+    server: f64,
+    machine: f64,
+}
+
+impl CpuClock {
+    fn now(watch: Option<u32>) -> CpuClock {
+        CpuClock {
+            sender: cpu_seconds("self"),
+            server: watch.map_or(f64::NAN, |pid| cpu_seconds(&pid.to_string())),
+            machine: machine_busy_seconds(),
+        }
+    }
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -181,6 +226,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         start_ms: 0,
         interval_ms: args.interval_ms,
         samples_per_request: args.samples_per_request,
+        samples_per_series: args.samples_per_series,
         connections: args.connections,
         seed: args.seed,
     };
@@ -196,7 +242,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let rounds_fit = (budget as f64 / bytes_per_round).floor() as usize;
     let rounds_wanted = args.samples.div_ceil(args.series as u64) as usize;
     let rounds = rounds_wanted.min(rounds_fit);
-    if rounds <= args.warmup_rounds {
+    if rounds <= args.warmup_rounds.next_multiple_of(args.samples_per_series.max(1)) {
         return Err(format!(
             "only {rounds_fit} rounds of {} series fit in {} MiB ({bytes_per_sample:.1} bytes/sample), \
              not more than the {} warm-up rounds",
@@ -226,7 +272,11 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                     let mut out = Vec::new();
                     plan.encode_connection(c, &labels, |body| {
                         let batch = args.header_batch.then(|| {
-                            format!("{source}={}-{}", body.first_seq, body.first_seq + body.samples as u64 - 1)
+                            format!(
+                                "{source}={}-{}",
+                                body.first_seq,
+                                body.first_seq + body.samples as u64 - 1
+                            )
                         });
                         let head = head(&url, body.snappy.len(), batch.as_deref());
                         let mut bytes = Vec::with_capacity(head.len() + body.snappy.len());
@@ -266,10 +316,17 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     // The first request must decode, with prost, to what the plan says.
     {
         let first = &per_conn[0][0].bytes;
-        let split = first.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4).unwrap_or(0);
+        let split = first
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| p + 4)
+            .unwrap_or(0);
         let req = decode_body(&first[split..]).map_err(|e| format!("self-check: first request: {e}"))?;
-        let ok = req.timeseries.len() == per_conn[0][0].samples
-            && req.timeseries.iter().all(|ts| ts.labels.len() == args.labels_per_series && ts.samples.len() == 1);
+        let ok = req.timeseries.iter().map(|ts| ts.samples.len()).sum::<usize>() == per_conn[0][0].samples
+            && req
+                .timeseries
+                .iter()
+                .all(|ts| ts.labels.len() == args.labels_per_series);
         if !ok {
             return Err("self-check: the first request does not decode to the planned series".into());
         }
@@ -311,27 +368,46 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             .enumerate()
             .map(|(c, requests)| {
                 let barrier = &barrier;
-                let warm = (plan.series_of(c).count() * args.warmup_rounds)
-                    .div_ceil(args.samples_per_request)
-                    .min(requests.len());
-                let warm = requests.len().min(warm.max(1));
+                // The requests that carry the first warm-up rounds (whole `TimeSeries` groups).
+                let warm_samples =
+                    plan.series_of(c).count() * args.warmup_rounds.next_multiple_of(args.samples_per_series.max(1));
+                let mut sent = 0;
+                let warm = requests
+                    .iter()
+                    .take_while(|r| {
+                        let before = sent;
+                        sent += r.samples;
+                        before < warm_samples
+                    })
+                    .count();
                 scope.spawn(move || send(addr, &requests[..warm], &requests[warm..], barrier, deadline))
             })
             .collect();
         barrier.wait();
         let warmup_s = t_warm.elapsed().as_secs_f64();
         let start = Instant::now();
-        let cpu0 = cpu_seconds();
+        let cpu0 = CpuClock::now(args.watch_pid);
         let results: Vec<(ConnStats, Instant)> = handles
             .into_iter()
             .map(|h| h.join().expect("sender threads do not panic"))
             .collect();
         (results, warmup_s, start, cpu0)
     });
-    let cpu_s = cpu_seconds() - cpu0;
+    let cpu1 = CpuClock::now(args.watch_pid);
+    let cpu_s = cpu1.sender - cpu0.sender;
+    let server_cpu_s = cpu1.server - cpu0.server;
+    let machine_cpu_s = cpu1.machine - cpu0.machine;
+    // Whatever else ran on the machine meanwhile (other people's builds): the measure is only
+    // worth something when this is near zero.
+    let other_cpu_s = machine_cpu_s - cpu_s - if server_cpu_s.is_nan() { 0.0 } else { server_cpu_s };
     let end = results.iter().map(|(_, t)| *t).max().unwrap_or(start);
     let elapsed = end.saturating_duration_since(start).as_secs_f64();
 
+    let loadavg = read_proc("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut all = ConnStats::default();
     for (s, _) in &results {
         all.warmup_samples += s.warmup_samples;
@@ -372,11 +448,16 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     );
     eprintln!(
         "rw_load: requests {attempted}: 2xx {}, non-2xx {}, transport errors {}; latency p50 {p50:.2} ms, \
-         p99 {p99:.2} ms, max {max:.2} ms; sender CPU {cpu_s:.2} s ({:.0}% of one core)",
-        all.ok_requests,
-        all.non_2xx,
-        all.transport_errors,
-        100.0 * cpu_s / elapsed,
+         p99 {p99:.2} ms, max {max:.2} ms",
+        all.ok_requests, all.non_2xx, all.transport_errors,
+    );
+    eprintln!(
+        "rw_load: CPU in cores: sender {:.2}, server {:.2}, everything else {:.2} (machine {:.2}); load average \
+         at the end {loadavg}",
+        cpu_s / elapsed,
+        server_cpu_s / elapsed,
+        other_cpu_s / elapsed,
+        machine_cpu_s / elapsed,
     );
     let json = serde_json::json!({
         "tool": "rw_load",
@@ -385,6 +466,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         "series": args.series,
         "labels_per_series": args.labels_per_series,
         "samples_per_request": args.samples_per_request,
+        "samples_per_series": args.samples_per_series,
         "connections": args.connections,
         "interval_ms": args.interval_ms,
         "rounds": rounds,
@@ -416,6 +498,11 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         "latency_ms_p99": p99,
         "latency_ms_max": max,
         "sender_cpu_s": cpu_s,
+        "server_pid": args.watch_pid,
+        "server_cpu_s": if server_cpu_s.is_nan() { serde_json::Value::Null } else { server_cpu_s.into() },
+        "machine_cpu_s": machine_cpu_s,
+        "other_cpu_s": other_cpu_s,
+        "loadavg_end": loadavg,
     });
     println!("{json}");
     let _ = std::io::stdout().flush();
@@ -485,7 +572,9 @@ fn send(
                     return (200..300).contains(&resp.status);
                 }
                 stats.bytes_sent += req.bytes.len() as u64;
-                stats.latencies_us.push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
+                stats
+                    .latencies_us
+                    .push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
                 stats.count_status(resp.status);
                 if (200..300).contains(&resp.status) {
                     stats.ok_requests += 1;

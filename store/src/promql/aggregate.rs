@@ -125,6 +125,12 @@ pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, grid: &Grid) -> Result<Value,
             Some(Param::Scalar(s)) => s[step],
             _ => 0.0,
         };
+        if (op == "topk" || op == "bottomk") && !(k >= i64::MIN as f64 && k <= i64::MAX as f64) {
+            return Err(EvalError::Execution(format!(
+                "Scalar value {} overflows int64",
+                go_float(k)
+            )));
+        }
         for (i, s) in input.iter().enumerate() {
             let Some(v) = s.values[step] else { continue };
             let slot = &mut accs[group_of[i]];
@@ -322,6 +328,25 @@ fn simple(
         }
     }
     Ok(())
+}
+
+/// A float as Go's `%v` prints it in error messages (`1e+19`, `NaN`).
+fn go_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    if v != 0.0 && (v.abs() >= 1e21 || v.abs() < 1e-4) || v.abs() >= 1e15 {
+        let e = format!("{v:e}");
+        return match e.split_once('e') {
+            Some((m, x)) if !x.starts_with('-') => format!("{m}e+{x:0>2}"),
+            Some((m, x)) => format!("{m}e-{:0>2}", &x[1..]),
+            None => e,
+        };
+    }
+    format!("{v}")
 }
 
 /// The k elements topk (or bottomk) keeps, chosen exactly as Prometheus 2.x does: a binary

@@ -274,7 +274,8 @@ fn is_leap(y: i64) -> bool {
 }
 
 fn date_part(name: &str, secs: f64) -> f64 {
-    let t = secs.floor() as i64;
+    // Go's int64(v) truncates toward zero, as Prometheus converts the value.
+    let t = secs as i64;
     let days = t.div_euclid(86_400);
     let sod = t.rem_euclid(86_400);
     let (y, m, d) = civil(days);
@@ -687,14 +688,21 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
             let r = range_arg(ev, arg(c, 0)?, grid)?;
             let sf = scalar_arg(ev, arg(c, 1)?, grid)?;
             let tf = scalar_arg(ev, arg(c, 2)?, grid)?;
+            // Prometheus checks the factors inside the function, so only when a series has a
+            // window to smooth.
+            let has_data = |i: usize| {
+                r.series
+                    .iter()
+                    .any(|s| window(&s.samples, r.window_ends[i], r.range, ev.options.left_open_ranges).len() >= 2)
+            };
             for i in 0..n {
-                if sf[i] <= 0.0 || sf[i] >= 1.0 {
+                if (sf[i] <= 0.0 || sf[i] >= 1.0) && has_data(i) {
                     return Err(EvalError::Execution(format!(
                         "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
                         sf[i]
                     )));
                 }
-                if tf[i] <= 0.0 || tf[i] >= 1.0 {
+                if (tf[i] <= 0.0 || tf[i] >= 1.0) && has_data(i) {
                     return Err(EvalError::Execution(format!(
                         "invalid trend factor. Expected: 0 < tf < 1, got: {}",
                         tf[i]
@@ -811,6 +819,14 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
                 let var = (aux + caux) / count;
                 Some(if dev { var.sqrt() } else { var })
             })
+        }
+        "histogram_count" | "histogram_sum" | "histogram_fraction" => {
+            // Native-histogram functions: Prometheus 2.42 returns nothing for float series,
+            // which are all this store holds.
+            for e in &c.args.args {
+                ev.eval(e, grid)?;
+            }
+            Ok(Value::Vector(Vec::new()))
         }
         other => Err(EvalError::BadData(format!("function {other}() is not supported"))),
     }

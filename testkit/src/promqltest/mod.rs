@@ -36,6 +36,7 @@
 //! One file or one case: `Options { filter: Some("functions.test:123".into()), ..Options::default() }`.
 
 mod atmod;
+pub mod diff;
 mod parse;
 mod run;
 mod target;
