@@ -278,9 +278,6 @@ struct CorpusQuery {
     ordered: bool,
     /// `topk` or `bottomk` somewhere: series with equal values may be chosen differently.
     ties: bool,
-    /// Only instant queries are compared (`#! instant-only`: where Prometheus' range queries
-    /// disagree with its own instant queries).
-    instant_only: bool,
 }
 
 fn corpus_dir() -> PathBuf {
@@ -298,18 +295,17 @@ fn load_corpus(path: &Path) -> Vec<CorpusQuery> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (expr, expect, instant_only) = match line.rsplit_once("#!") {
+        let (expr, expect) = match line.rsplit_once("#!") {
             Some((expr, marker)) => {
-                let (expect, instant_only) = match marker.trim() {
-                    "empty" => (Expect::Empty, false),
-                    "error" => (Expect::Error, false),
-                    "instant" => (Expect::InstantOnly, false),
-                    "instant-only" => (Expect::Data, true),
+                let expect = match marker.trim() {
+                    "empty" => Expect::Empty,
+                    "error" => Expect::Error,
+                    "instant" => Expect::InstantOnly,
                     other => panic!("{}:{}: unknown marker {other:?}", path.display(), n + 1),
                 };
-                (expr.trim(), expect, instant_only)
+                (expr.trim(), expect)
             }
-            None => (line, Expect::Data, false),
+            None => (line, Expect::Data),
         };
         if let Some(first) = seen.insert(expr.to_string(), n + 1) {
             panic!("{}:{}: duplicate of line {first}: {expr}", path.display(), n + 1);
@@ -323,7 +319,6 @@ fn load_corpus(path: &Path) -> Vec<CorpusQuery> {
             expect,
             ordered,
             ties,
-            instant_only,
         });
     }
     out
@@ -508,8 +503,7 @@ fn run_query(want: &PromClient, got: &PromClient, q: &CorpusQuery) -> QueryOutco
             got.query_instant(&q.expr, t),
         );
     }
-    let ranges: &[(&str, i64, i64, i64)] = if q.instant_only { &[] } else { RANGES };
-    for &(name, start, end, step) in ranges {
+    for &(name, start, end, step) in RANGES {
         check(
             format!(
                 "range {name}: start={} end={} step={}",
@@ -521,7 +515,7 @@ fn run_query(want: &PromClient, got: &PromClient, q: &CorpusQuery) -> QueryOutco
             got.query_range(&q.expr, start, end, step),
         );
     }
-    let nr = ranges.len();
+    let nr = RANGES.len();
     let (data, errors) = (instant_data + range_data, instant_errors + range_errors);
     let vacuous = match q.expect {
         Expect::Data if data == 0 => Some(format!(
