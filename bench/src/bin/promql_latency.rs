@@ -205,7 +205,6 @@ fn run(args: &Args) -> Result<(), String> {
             proc_status(tidewatch.pid(), "VmHWM"),
         ];
         let sampler = RssSampler::start([prometheus.pid(), tidewatch.pid()]);
-        let others = OtherLoad::start(&[prometheus.pid(), tidewatch.pid(), std::process::id()]);
         let mut shapes = Vec::new();
         let mut bodies = Vec::new();
         for s in [&prometheus, &tidewatch] {
@@ -221,6 +220,9 @@ fn run(args: &Args) -> Result<(), String> {
                 "promql_latency: WARNING: {expr}: {differing_points} points differ between the servers (values beyond 1e-6 relative, or present on one side only)"
             );
         }
+        // Load of other processes during the timed runs (the warm-ups read the blocks from disk,
+        // which the kernel's workers do partly outside both servers).
+        let others = OtherLoad::start(&[prometheus.pid(), tidewatch.pid(), std::process::id()]);
         let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..args.reps {
             for (k, s) in [&prometheus, &tidewatch].into_iter().enumerate() {
@@ -228,8 +230,8 @@ fn run(args: &Args) -> Result<(), String> {
                 times[k].push(elapsed.as_secs_f64());
             }
         }
-        let peak = sampler.stop();
         let others_cores = others.cores();
+        let peak = sampler.stop();
         if others_cores > 0.1 {
             eprintln!(
                 "promql_latency: WARNING: other processes used {others_cores:.2} cores while {name} was measured"

@@ -125,7 +125,7 @@ pub fn eval(ev: &mut Evaluator, a: &AggregateExpr, grid: &Grid) -> Result<Value,
             Some(Param::Scalar(s)) => s[step],
             _ => 0.0,
         };
-        if (op == "topk" || op == "bottomk") && !(k >= i64::MIN as f64 && k <= i64::MAX as f64) {
+        if (op == "topk" || op == "bottomk") && !(k >= i64::MIN as f64 && k <= 9_223_372_036_854_774_784.0) {
             return Err(EvalError::Execution(format!(
                 "Scalar value {} overflows int64",
                 go_float(k)

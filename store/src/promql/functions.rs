@@ -693,7 +693,7 @@ pub fn eval(ev: &mut Evaluator, c: &Call, grid: &Grid) -> Result<Value, EvalErro
             let has_data = |i: usize| {
                 r.series
                     .iter()
-                    .any(|s| window(&s.samples, r.window_ends[i], r.range, ev.options.left_open_ranges).len() >= 2)
+                    .any(|s| window(&s.samples, r.window_ends[i], r.range, ev.options.left_open_ranges).len() >= 1)
             };
             for i in 0..n {
                 if (sf[i] <= 0.0 || sf[i] >= 1.0) && has_data(i) {
