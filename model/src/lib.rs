@@ -8,6 +8,7 @@
 mod append;
 mod delivery;
 mod labels;
+pub mod loki_push;
 mod matchers;
 mod query;
 mod records;

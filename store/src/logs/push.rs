@@ -1,53 +1,10 @@
 //! Decoding Loki push bodies: protobuf (snappy block compressed) and JSON.
 
 use prost::Message;
+pub use tidewatch_model::loki_push::{EntryAdapter, PushRequest, StreamAdapter, Timestamp};
 use tidewatch_model::{Labels, validate_label_name};
 
 use super::config::LogsLimitsConfig;
-
-/// `logproto.PushRequest` (grafana/loki pkg/push/push.proto).
-#[derive(Clone, PartialEq, Message)]
-pub struct PushRequest {
-    /// The streams.
-    #[prost(message, repeated, tag = "1")]
-    pub streams: Vec<StreamAdapter>,
-}
-
-/// `logproto.StreamAdapter`.
-#[derive(Clone, PartialEq, Message)]
-pub struct StreamAdapter {
-    /// The labels as LogQL writes them: `{job="x", node="y"}`.
-    #[prost(string, tag = "1")]
-    pub labels: String,
-    /// The entries.
-    #[prost(message, repeated, tag = "2")]
-    pub entries: Vec<EntryAdapter>,
-    /// The sender's hash of the labels (ignored).
-    #[prost(uint64, tag = "3")]
-    pub hash: u64,
-}
-
-/// `google.protobuf.Timestamp`.
-#[derive(Clone, Copy, PartialEq, Message)]
-pub struct Timestamp {
-    /// Seconds since the epoch.
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    /// Nanoseconds within the second.
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
-
-/// `logproto.EntryAdapter` (structured metadata, field 3, is skipped).
-#[derive(Clone, PartialEq, Message)]
-pub struct EntryAdapter {
-    /// When.
-    #[prost(message, optional, tag = "1")]
-    pub timestamp: Option<Timestamp>,
-    /// The line.
-    #[prost(string, tag = "2")]
-    pub line: String,
-}
 
 /// One decoded stream: its labels (or why they are refused) and its entries in wire order.
 pub struct Stream {

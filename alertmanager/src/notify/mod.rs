@@ -1,0 +1,1 @@
+//! Alertmanager: routing, grouping, inhibition, silences and receivers.

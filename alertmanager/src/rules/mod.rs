@@ -1,0 +1,1 @@
+//! Prometheus rule files, evaluation and alert state.

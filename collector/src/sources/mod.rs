@@ -1,0 +1,1 @@
+//! The sources: each module reads one kind of input.
