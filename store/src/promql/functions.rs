@@ -274,7 +274,22 @@ fn is_leap(y: i64) -> bool {
 }
 
 fn date_part(name: &str, secs: f64) -> f64 {
-    // Go's int64(v) truncates toward zero, as Prometheus converts the value.
+    // Go's int64(v) truncates toward zero, as Prometheus converts the value; on amd64 a NaN,
+    // an infinity or anything outside int64's range becomes MinInt64, and Go's calendar for
+    // that second (with its wrapping arithmetic) is 292277026596-12-04 15:30:08, a Sunday.
+    if secs.is_nan() || secs >= 9.223_372_036_854_775_808e18 || secs < -9.223_372_036_854_775_808e18 {
+        return match name {
+            "minute" => 30.0,
+            "hour" => 15.0,
+            "day_of_week" => 0.0,
+            "day_of_month" => 4.0,
+            "day_of_year" => 339.0,
+            "month" => 12.0,
+            "year" => 292_277_026_596.0,
+            "days_in_month" => 31.0,
+            _ => f64::NAN,
+        };
+    }
     let t = secs as i64;
     let days = t.div_euclid(86_400);
     let sod = t.rem_euclid(86_400);
@@ -339,7 +354,18 @@ fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
         return f64::NAN;
     }
     let mut rank = q * observations;
-    let b = merged[..merged.len() - 1].partition_point(|x| x.1 < rank);
+    // Go's sort.Search, step for step: with NaN counts the predicate is not monotonic, and a
+    // different bisection (Rust's partition_point) lands on a different bucket.
+    let (mut lo, mut hi) = (0usize, merged.len() - 1);
+    while lo < hi {
+        let h = (lo + hi) / 2;
+        if merged[h].1 >= rank {
+            hi = h;
+        } else {
+            lo = h + 1;
+        }
+    }
+    let b = lo;
     if b == merged.len() - 1 {
         return merged[merged.len() - 2].0;
     }
