@@ -89,6 +89,54 @@ pub enum Command {
         format: ImportFormat,
     },
 
+    /// Run a PromQL query against a server and print the answer.
+    ///
+    /// An instant query at --time (default now), or with --range a range query ending now.
+    /// Talks to the server's Prometheus API, so it also works against a Prometheus.
+    #[command(
+        after_help = "Examples:\n  tidewatch query 'up'\n  tidewatch query 'sum by (instance) (rate(node_cpu_seconds_total{mode!=\"idle\"}[5m]))' --range 1h --output chart\n  tidewatch query 'topk(5, container_memory_working_set_bytes)' --output json\n  tidewatch query --server http://10.0.0.5:9700 'count(up == 0)'"
+    )]
+    Query {
+        /// The PromQL expression.
+        expr: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Evaluation time of an instant query (RFC 3339 or Unix seconds; default now).
+        #[arg(long, value_name = "TIME", conflicts_with = "range")]
+        time: Option<String>,
+        /// Run a range query over the last RANGE (e.g. 1h, 30m).
+        #[arg(long, value_name = "RANGE")]
+        range: Option<tidewatch_model::Duration>,
+        /// Step of a range query (default: range ÷ 200, at least 1s).
+        #[arg(long, value_name = "STEP", requires = "range")]
+        step: Option<tidewatch_model::Duration>,
+        /// How to print the answer: table, json, or chart (a terminal chart of a range query).
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: crate::client::Output,
+    },
+
+    /// Print log lines that match a LogQL query, oldest first, one colour per stream.
+    ///
+    /// Talks to the server's Loki API, so it also works against a Loki.
+    #[command(
+        after_help = "Examples:\n  tidewatch logs '{service=\"web\"}'\n  tidewatch logs '{container=\"api-1\"} |= \"error\"' --since 15m\n  tidewatch logs '{node=\"n1\", stream=\"stderr\"}' --follow"
+    )]
+    Logs {
+        /// The LogQL log query (a stream selector, optionally with filters and parsers).
+        query: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// How far back to start.
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        since: tidewatch_model::Duration,
+        /// The most lines to print at first (the server may cap it).
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        limit: usize,
+        /// Keep printing new lines as they arrive (polls every second) until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+    },
+
     /// Print the version, git revision and compiler.
     #[command(after_help = "Example:\n  tidewatch version")]
     Version,
@@ -113,6 +161,17 @@ pub struct ServeArgs {
     /// The data folder, overriding data_dir.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// How the client subcommands reach a server.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server's base URL (default: http:// and server.listen of the configuration).
+    #[arg(long, value_name = "URL", env = "TIDEWATCH_SERVER")]
+    pub server: Option<String>,
+    /// Give up on a request after this long.
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    pub timeout: tidewatch_model::Duration,
 }
 
 /// Options of `agent`.

@@ -2,6 +2,7 @@
 //! over to [`run`] for the long-running roles.
 
 mod cli;
+mod client;
 mod config;
 mod data_dir;
 mod http;
@@ -76,6 +77,48 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             };
         }
+        Command::Query {
+            expr,
+            client,
+            time,
+            range,
+            step,
+            output,
+        } => {
+            let args = match server_url(cli.config, client.server) {
+                Ok(server) => client::QueryArgs {
+                    server,
+                    expr,
+                    time,
+                    range: range.map(|r| r.as_std()),
+                    step: step.map(|s| s.as_std()),
+                    output,
+                    timeout: client.timeout.as_std(),
+                },
+                Err(e) => return fail(&e),
+            };
+            return client::query(args).map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS);
+        }
+        Command::Logs {
+            query,
+            client,
+            since,
+            limit,
+            follow,
+        } => {
+            let args = match server_url(cli.config, client.server) {
+                Ok(server) => client::LogsArgs {
+                    server,
+                    query,
+                    since: since.as_std(),
+                    limit,
+                    follow,
+                    timeout: client.timeout.as_std(),
+                },
+                Err(e) => return fail(&e),
+            };
+            return client::logs(args).map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS);
+        }
         Command::Version => {
             println!(
                 "tidewatch {} (revision {}, {})",
@@ -139,6 +182,15 @@ fn config_check(explicit: Option<std::path::PathBuf>, files: Vec<std::path::Path
         }
     }
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The server a client subcommand talks to: `--server`, else the configured listen address.
+fn server_url(config: Option<std::path::PathBuf>, explicit: Option<String>) -> Result<String, config::ConfigError> {
+    if let Some(url) = explicit {
+        return Ok(if url.contains("://") { url } else { format!("http://{url}") });
+    }
+    let config = Source::resolve(config, Overrides::default()).load()?;
+    Ok(format!("http://{}", config.server.listen))
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {

@@ -2,6 +2,7 @@
 //! with a temporary data folder (see `tidewatch-testkit`).
 
 mod cli;
+mod client;
 mod durability;
 mod lifecycle;
 mod promql_conformance;
