@@ -91,6 +91,17 @@ fn grafana_datasource_requests_get_prometheus_shaped_answers() {
     assert_eq!(status, 200);
     assert!(v["data"]["version"].is_string());
 
+    // Cardinality, as Prometheus' TSDB status page and Grafana's cardinality views read it.
+    let (status, v) = json(server.get("/api/v1/status/tsdb"));
+    assert_eq!(status, 200);
+    assert_eq!(v["data"]["headStats"]["numSeries"], 4);
+    assert_eq!(v["data"]["headStats"]["minTime"], T0);
+    assert_eq!(
+        v["data"]["seriesCountByMetricName"],
+        serde_json::json!([{"name": "http_requests_total", "value": 4}])
+    );
+    assert_eq!(v["data"]["labelValueCountByLabelName"][0], serde_json::json!({"name": "instance", "value": 2}));
+
     // Label names and values, with and without match[].
     let (_, v) = json(server.get("/api/v1/labels"));
     assert_eq!(v["data"], serde_json::json!(["__name__", "instance", "job"]));

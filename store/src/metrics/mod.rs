@@ -11,4 +11,4 @@ pub mod wal;
 
 pub use self::config::{LimitsConfig, MetricsConfig, WalConfig};
 pub use self::db::{Maintenance, MetricsStore, StoreError};
-pub use self::head::{AppendOutcome, Refusal, WriteBatch};
+pub use self::head::{AppendOutcome, HeadStats, Refusal, WriteBatch};

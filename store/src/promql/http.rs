@@ -399,30 +399,28 @@ async fn buildinfo() -> Response {
 
 async fn tsdb_status(State(s): State<ApiState>) -> Response {
     let store = s.store.clone();
-    let result = run_blocking(move || {
-        let all = store
-            .select(&[Matcher::new("__name__", tidewatch_model::MatchOp::Regex, ".+").map_err(|e| bad(e.to_string()))?], i64::MIN / 2, i64::MAX / 2, usize::MAX)
-            .map_err(|e| QueryError::new(QueryErrorKind::Internal, e.to_string()))?;
-        let mut by_name: std::collections::BTreeMap<String, u64> = Default::default();
-        for s in &all {
-            *by_name.entry(s.labels.metric_name().unwrap_or("").to_string()).or_default() += 1;
-        }
-        let mut top: Vec<(String, u64)> = by_name.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        top.truncate(10);
-        Ok(json!({
-            "headStats": {"numSeries": all.len(), "chunkCount": 0, "minTime": 0, "maxTime": 0},
-            "seriesCountByMetricName": top.into_iter().map(|(name, value)| json!({"name": name, "value": value})).collect::<Vec<_>>(),
-            "labelValueCountByLabelName": [],
-            "memoryInBytesByLabelName": [],
-            "seriesCountByLabelValuePair": [],
-        }))
-    })
-    .await;
-    match result {
-        Ok(v) => success(v),
-        Err(e) => failure(e),
-    }
+    let stats = match tokio::task::spawn_blocking(move || store.head_stats(10)).await {
+        Ok(stats) => stats,
+        Err(e) => return failure(QueryError::new(QueryErrorKind::Internal, e.to_string())),
+    };
+    let list = |v: &[(String, u64)]| {
+        v.iter()
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect::<Vec<_>>()
+    };
+    success(json!({
+        "headStats": {
+            "numSeries": stats.num_series,
+            "numLabelPairs": stats.num_label_pairs,
+            "chunkCount": stats.chunk_count,
+            "minTime": stats.min_time,
+            "maxTime": stats.max_time,
+        },
+        "seriesCountByMetricName": list(&stats.series_count_by_metric_name),
+        "labelValueCountByLabelName": list(&stats.label_value_count_by_label_name),
+        "memoryInBytesByLabelName": list(&stats.memory_in_bytes_by_label_name),
+        "seriesCountByLabelValuePair": list(&stats.series_count_by_label_value_pair),
+    }))
 }
 
 #[cfg(test)]

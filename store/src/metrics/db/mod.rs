@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use super::block::{self, Block};
 use super::config::MetricsConfig;
-use super::head::{AppendOutcome, Head, HeadOptions, WriteBatch};
+use super::head::{AppendOutcome, Head, HeadOptions, HeadStats, WriteBatch};
 use super::wal::{self, Durability, Record, Wal, WalOptions};
 
 /// Why the store could not open or answer.
@@ -365,6 +365,11 @@ impl MetricsStore {
         values.sort();
         values.dedup();
         Ok(values)
+    }
+
+    /// Cardinality statistics of the head (`/api/v1/status/tsdb`).
+    pub fn head_stats(&self, limit: usize) -> HeadStats {
+        lock(&self.inner).head.stats(limit)
     }
 
     /// The blocks, oldest first.

@@ -259,6 +259,29 @@ impl Collected {
     }
 }
 
+/// What [`Head::stats`] reports; each list holds `(name, count)` pairs, largest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeadStats {
+    /// Series in the head.
+    pub num_series: usize,
+    /// Distinct label name/value pairs.
+    pub num_label_pairs: usize,
+    /// Chunks, the open ones included.
+    pub chunk_count: usize,
+    /// The oldest sample time (ms), 0 when empty.
+    pub min_time: i64,
+    /// The newest sample time (ms), 0 when empty.
+    pub max_time: i64,
+    /// Series per metric name.
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    /// Distinct values per label name.
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    /// Bytes of the distinct values per label name.
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    /// Series per `name=value` pair.
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
 /// The in-memory head.
 pub struct Head {
     options: HeadOptions,
@@ -861,6 +884,50 @@ impl Head {
         }
         self.postings.retain(|_, v| !v.is_empty());
         removed.len()
+    }
+
+    /// Cardinality statistics as Prometheus' `/api/v1/status/tsdb` reports them for its head:
+    /// the `limit` largest entries of each list, and totals.
+    pub fn stats(&self, limit: usize) -> HeadStats {
+        fn top(mut v: Vec<(String, u64)>, limit: usize) -> Vec<(String, u64)> {
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v.truncate(limit);
+            v
+        }
+        let (mut by_metric, mut value_counts, mut value_bytes, mut pairs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut num_label_pairs = 0;
+        for (name, values) in &self.postings {
+            let name = self.symbols.resolve(*name);
+            value_counts.push((name.to_string(), values.len() as u64));
+            let mut bytes = 0u64;
+            for (value, refs) in values {
+                let value = self.symbols.resolve(*value);
+                if name == "__name__" {
+                    by_metric.push((value.to_string(), refs.len() as u64));
+                }
+                pairs.push((format!("{name}={value}"), refs.len() as u64));
+                bytes += value.len() as u64;
+            }
+            num_label_pairs += values.len();
+            value_bytes.push((name.to_string(), bytes));
+        }
+        let (min_time, max_time) = self.time_range().unwrap_or((0, 0));
+        HeadStats {
+            num_series: self.series.len(),
+            num_label_pairs,
+            chunk_count: self
+                .series
+                .values()
+                .map(|s| s.chunks.len() + usize::from(!s.open.is_empty()))
+                .sum(),
+            min_time,
+            max_time,
+            series_count_by_metric_name: top(by_metric, limit),
+            label_value_count_by_label_name: top(value_counts, limit),
+            memory_in_bytes_by_label_name: top(value_bytes, limit),
+            series_count_by_label_value_pair: top(pairs, limit),
+        }
     }
 
     /// Label names of series matching `matchers`, sorted.

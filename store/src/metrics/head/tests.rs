@@ -295,3 +295,35 @@ fn a_full_segment_rotates_and_the_new_one_declares_series_and_marks_again() {
         }]
     );
 }
+
+#[test]
+fn stats_count_cardinality_as_prometheus_reports_it() {
+    let mut f = fixture(options());
+    let data = vec![
+        (up("a"), vec![(1000, 1.0)]),
+        (up("bb"), vec![(3000, 1.0)]),
+        (vec![("__name__", "x"), ("job", "a")], vec![(2000, 9.0)]),
+    ];
+    f.head.append(&write(&data), None, None, &mut f.wal).unwrap();
+    let s = f.head.stats(10);
+    assert_eq!((s.num_series, s.num_label_pairs, s.chunk_count), (3, 4, 3));
+    assert_eq!((s.min_time, s.max_time), (1000, 3000));
+    assert_eq!(
+        s.series_count_by_metric_name,
+        [("up".to_string(), 2), ("x".to_string(), 1)]
+    );
+    assert_eq!(
+        s.label_value_count_by_label_name,
+        [("__name__".to_string(), 2), ("job".to_string(), 2)]
+    );
+    assert_eq!(
+        s.memory_in_bytes_by_label_name,
+        [("__name__".to_string(), 3), ("job".to_string(), 3)]
+    );
+    // Ties in count are ordered by name.
+    assert_eq!(
+        s.series_count_by_label_value_pair[..2],
+        [("__name__=up".to_string(), 2), ("job=a".to_string(), 2)]
+    );
+    assert_eq!(f.head.stats(1).series_count_by_label_value_pair.len(), 1);
+}
