@@ -5,7 +5,7 @@ use tidewatch_model::{Labels, MatchOp, Sample};
 
 use super::EvalError;
 use super::aggregate::quantile;
-use super::binary::Output;
+use super::binary::{Output, merge};
 use super::eval::{Evaluator, matchers_of, window};
 use super::value::{Grid, RangeValue, StepSeries, Value};
 
@@ -75,7 +75,7 @@ fn map_values(
     keep_name: bool,
     f: impl FnMut(f64, usize) -> Option<f64>,
 ) -> Result<Vec<StepSeries>, EvalError> {
-    super::binary::merge(map_values_raw(v, keep_name, f))
+    merge(map_values_raw(v, keep_name, f))
 }
 
 fn map_values_raw(
@@ -102,6 +102,10 @@ fn map_values_raw(
 
 /// Calls `f` on each series' window at each step; the result is an instant vector. Series are
 /// independent, so they are computed on all cores (rayon), then gathered in order.
+///
+/// Each series' raw samples are dropped as soon as its steps are computed, and the computed
+/// values become the output without a copy: the peak holds about one of the two, not both
+/// (for `rate` over 10k series × 1,441 steps each is ~230 MB).
 fn over_time(
     ev: &mut Evaluator,
     r: RangeValue,
@@ -112,41 +116,33 @@ fn over_time(
     use rayon::prelude::*;
     let left_open = ev.options.left_open_ranges;
     let deadline = ev.deadline;
-    let computed: Vec<Vec<Option<f64>>> = r
-        .series
-        .par_iter()
-        .map(|s| {
+    let RangeValue {
+        series,
+        range,
+        window_ends,
+    } = r;
+    let computed: Vec<StepSeries> = series
+        .into_par_iter()
+        .filter_map(|s| {
             if std::time::Instant::now() > deadline {
-                return Vec::new();
+                return None;
             }
-            (0..n)
+            let values: Vec<Option<f64>> = (0..n)
                 .map(|step| {
-                    let end = r.window_ends[step];
-                    let w = window(&s.samples, end, r.range, left_open);
+                    let end = window_ends[step];
+                    let w = window(&s.samples, end, range, left_open);
                     if w.is_empty() { None } else { f(w, end, step) }
                 })
-                .collect()
+                .collect();
+            if values.iter().all(Option::is_none) {
+                return None;
+            }
+            let labels = if keep_name { s.labels } else { drop_name(s.labels) };
+            Some(StepSeries { labels, values })
         })
         .collect();
     ev.check()?;
-    let mut out = Output::default();
-    for (s, values) in r.series.iter().zip(computed) {
-        if values.iter().all(Option::is_none) {
-            continue;
-        }
-        let labels = if keep_name {
-            s.labels.clone()
-        } else {
-            drop_name(s.labels.clone())
-        };
-        let idx = out.index_of(&labels, n);
-        for (step, v) in values.into_iter().enumerate() {
-            if let Some(v) = v {
-                out.set_at(idx, step, v)?;
-            }
-        }
-    }
-    Ok(Value::Vector(out.series))
+    Ok(Value::Vector(merge(computed)?))
 }
 
 /// Neumaier's compensated sum step, as Prometheus' `kahanSumInc`.
