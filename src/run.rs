@@ -135,6 +135,8 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
     let late = parts.clone();
     let app = Router::new()
         .merge(http::router(state))
+        // The UI answers from the start (it is static); its pages wait for the APIs.
+        .merge(tidewatch_dashboards::router(config.dashboards.dir.clone()))
         .fallback(move |request: Request| {
             let late = late.clone();
             async move {

@@ -34,6 +34,8 @@ pub struct Config {
     pub logs: tidewatch_store::logs::LogsConfig,
     /// The process' own log output.
     pub log: LogConfig,
+    /// The browser UI's dashboards: a folder of YAML dashboards beside the built-in ones.
+    pub dashboards: tidewatch_dashboards::DashboardsConfig,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             metrics: tidewatch_store::metrics::MetricsConfig::default(),
             logs: tidewatch_store::logs::LogsConfig::default(),
             log: LogConfig::default(),
+            dashboards: tidewatch_dashboards::DashboardsConfig::default(),
         }
     }
 }
