@@ -1,0 +1,4 @@
+//! Who runs the containers: Docker hosts reconciled by the scheduler, or Docker Swarm.
+
+pub mod docker;
+pub mod swarm;
