@@ -137,6 +137,10 @@ pub enum Command {
         follow: bool,
     },
 
+    /// Ask the autoscaler about a service.
+    #[command(subcommand)]
+    Autoscaler(AutoscalerCommand),
+
     /// Print the version, git revision and compiler.
     #[command(after_help = "Example:\n  tidewatch version")]
     Version,
@@ -184,6 +188,21 @@ pub struct AgentArgs {
     /// The data folder, overriding data_dir.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// `tidewatch autoscaler ...`.
+#[derive(Debug, Subcommand)]
+pub enum AutoscalerCommand {
+    /// Explain a service's scaling as `kubectl describe hpa` does: current and desired
+    /// replicas, each metric against its target, the conditions and the recent decisions
+    /// with their reasons.
+    #[command(after_help = "Example:\n  tidewatch autoscaler explain web")]
+    Explain {
+        /// The service.
+        service: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `tidewatch config ...`.

@@ -72,6 +72,29 @@ impl Client {
     }
 }
 
+/// GETs a plain-text page (e.g. `/api/v1/autoscaler/web/explain`) and prints it; a JSON
+/// error envelope becomes an error naming the URL.
+pub fn print_text(server: &str, path: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = Client::new(server, timeout);
+    let url = format!("{}{}", client.base, path);
+    let mut resp = client
+        .agent
+        .get(&url)
+        .call()
+        .with_context(|| format!("cannot reach {url}: is the server running? (--server)"))?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().with_context(|| format!("reading the answer of {url}"))?;
+    if status != 200 {
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| clip(&body).to_string());
+        bail!("{url}: HTTP {status}: {message}");
+    }
+    std::io::stdout().write_all(body.as_bytes())?;
+    Ok(())
+}
+
 fn clip(s: &str) -> &str {
     match s.char_indices().nth(200) {
         Some((i, _)) => &s[..i],

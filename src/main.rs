@@ -119,6 +119,15 @@ fn main() -> ExitCode {
             };
             return client::logs(args).map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS);
         }
+        Command::Autoscaler(cli::AutoscalerCommand::Explain { service, client }) => {
+            let server = match server_url(cli.config, client.server) {
+                Ok(server) => server,
+                Err(e) => return fail(&e),
+            };
+            let path = format!("/api/v1/autoscaler/{}/explain", path_segment(&service));
+            return client::print_text(&server, &path, client.timeout.as_std())
+                .map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS);
+        }
         Command::Version => {
             println!(
                 "tidewatch {} (revision {}, {})",
@@ -191,6 +200,16 @@ fn server_url(config: Option<std::path::PathBuf>, explicit: Option<String>) -> R
     }
     let config = Source::resolve(config, Overrides::default()).load()?;
     Ok(format!("http://{}", config.server.listen))
+}
+
+/// Percent-encodes a name for use as one URL path segment.
+fn path_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
