@@ -137,6 +137,35 @@ pub enum Command {
         follow: bool,
     },
 
+    /// List the scheduler's services: desired, running and ready replicas, endpoints.
+    #[command(after_help = "Example:\n  tidewatch services")]
+    Services {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+
+    /// Set a service's replica count (the autoscaler, when the service has a policy, may change
+    /// it again at its next decision).
+    #[command(after_help = "Examples:\n  tidewatch scale web 5\n  tidewatch scale web 0")]
+    Scale {
+        /// The service.
+        service: String,
+        /// The replica count.
+        replicas: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+
+    /// Print the scheduler's recent events (created, started, unhealthy, replaced, scaled, ...).
+    #[command(after_help = "Examples:\n  tidewatch events\n  tidewatch events --service web")]
+    Events {
+        /// Only this service's events.
+        #[arg(long, value_name = "SERVICE")]
+        service: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+
     /// Ask the autoscaler about a service.
     #[command(subcommand)]
     Autoscaler(AutoscalerCommand),

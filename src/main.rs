@@ -8,6 +8,7 @@ mod data_dir;
 mod http;
 mod import;
 mod logging;
+mod parts;
 mod reload;
 mod run;
 mod self_metrics;
@@ -119,6 +120,25 @@ fn main() -> ExitCode {
             };
             return client::logs(args).map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS);
         }
+        Command::Services { client } => {
+            return scheduler_cli(cli.config, client.server, |url, out| {
+                tidewatch_scheduler::cli::services(url, out)
+            });
+        }
+        Command::Scale {
+            service,
+            replicas,
+            client,
+        } => {
+            return scheduler_cli(cli.config, client.server, |url, out| {
+                tidewatch_scheduler::cli::scale(url, &service, replicas, out)
+            });
+        }
+        Command::Events { service, client } => {
+            return scheduler_cli(cli.config, client.server, |url, out| {
+                tidewatch_scheduler::cli::events(url, service.as_deref(), out)
+            });
+        }
         Command::Autoscaler(cli::AutoscalerCommand::Explain { service, client }) => {
             let server = match server_url(cli.config, client.server) {
                 Ok(server) => server,
@@ -200,6 +220,22 @@ fn server_url(config: Option<std::path::PathBuf>, explicit: Option<String>) -> R
     }
     let config = Source::resolve(config, Overrides::default()).load()?;
     Ok(format!("http://{}", config.server.listen))
+}
+
+/// Runs one of the scheduler's client commands against the server.
+fn scheduler_cli(
+    config: Option<std::path::PathBuf>,
+    server: Option<String>,
+    command: impl FnOnce(&str, &mut dyn std::io::Write) -> Result<(), tidewatch_scheduler::cli::CliError>,
+) -> ExitCode {
+    let url = match server_url(config, server) {
+        Ok(url) => url,
+        Err(e) => return fail(&e),
+    };
+    match command(&url, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
 }
 
 /// Percent-encodes a name for use as one URL path segment.

@@ -4,9 +4,11 @@
 //! 1. the HTTP listeners stop accepting and finish the requests in flight, for at most
 //!    `server.shutdown_timeout`, so no write is acknowledged after this point;
 //! 2. the reloader stops;
-//! 3. storage maintenance stops, then the parts flush and close: the metrics store's WAL
-//!    writes and syncs what is queued (later parts go here, collector before store, so the
-//!    agent's last batch reaches a store that is still open);
+//! 3. the autoscaler stops deciding, then the scheduler stops reconciling (its containers keep
+//!    running, and the next start adopts them); storage maintenance stops; then the stores
+//!    flush and close: the log store indexes and commits what is queued, the metrics store's WAL
+//!    writes and syncs it (the collector stops before them, so the agent's last batch reaches a
+//!    store that is still open);
 //! 4. the data folder locks are released and "shutdown complete" is logged;
 //! 5. `main` drops the [`crate::logging::LogGuard`], which flushes the last lines, and exits 0.
 
@@ -19,6 +21,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use tidewatch_store::logs::LogStore;
+use tidewatch_store::{QueryRouter, Storage};
 use tidewatch_store::metrics::{self, MetricsStore, http::RouteLimits};
 use tidewatch_store::promql::{self, Engine, EngineOptions};
 use tokio::net::TcpListener;
@@ -33,6 +36,7 @@ use crate::config::{Config, Source};
 use crate::data_dir::DirLock;
 use crate::http::{self, AppState, Readiness};
 use crate::logging::Logging;
+use crate::parts;
 use crate::reload;
 use crate::self_metrics::{self, ReloadMetrics};
 
@@ -123,6 +127,7 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
         shutdown.clone(),
     ));
 
+    let state_config = config_rx.clone();
     let state = AppState {
         readiness: readiness.clone(),
         registries: registries.clone(),
@@ -153,7 +158,7 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
     info!(%listen, "listening");
 
     let mut routes = Router::new();
-    let (store, logs) = if role.runs_server() {
+    let (store, logs, server_parts) = if role.runs_server() {
         let dir = config.data_dir.clone();
         let (metrics_config, logs_config) = (config.metrics.clone(), config.logs.clone());
         let opened = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -178,12 +183,26 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
             .push(Arc::new(registry));
         routes = routes.merge(metrics::http::routes(store.clone(), RouteLimits::default()));
         let engine = Arc::new(Engine::new(store.clone(), EngineOptions::default()));
-        routes = routes.merge(promql::http::routes(engine, store.clone()));
+        routes = routes.merge(promql::http::routes(engine.clone(), store.clone()));
         routes = routes.merge(tidewatch_store::logs::routes(logs.clone()));
         readiness.ready("storage");
-        (Some(store), Some(logs))
+        let query = Arc::new(QueryRouter {
+            promql: engine,
+            logs: logs.clone(),
+        });
+        let appender = Arc::new(Storage {
+            metrics: store.clone(),
+            logs: logs.clone(),
+        });
+        let mut started = parts::start(&config, state_config.clone(), query, appender).await;
+        routes = routes.merge(std::mem::take(&mut started.routes));
+        registries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(std::mem::take(&mut started.registry)));
+        (Some(store), Some(logs), Some(started))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let maintenance = store.clone().map(|s| tokio::spawn(maintain(s, shutdown.clone())));
     let _ = parts.set(routes);
@@ -202,6 +221,11 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
         }
     }
     let _ = reloader.await;
+    if let Some(p) = server_parts {
+        // Before the store closes: they write their events and decisions into it.
+        p.stop().await;
+        info!("scheduler and autoscaler stopped");
+    }
     if let Some(m) = maintenance {
         let _ = m.await;
     }

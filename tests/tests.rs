@@ -9,6 +9,7 @@ mod promql_conformance;
 mod promql_differential;
 mod query_api;
 mod reload;
+mod services;
 
 /// Generous bounds: these tests check behaviour, not speed (speed is measured in bench/).
 pub const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tidewatch_model::Duration;
 
 use crate::spec::ServiceSpec;
 
 /// `scheduler:` in the main config.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerConfig {
     /// The name of this scheduler, put on everything it creates (`tidewatch.scheduler`): it only
@@ -59,7 +59,7 @@ impl Default for SchedulerConfig {
 }
 
 /// One Docker engine.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// The name used by `placement.hosts` and as `node` of its replicas.
@@ -78,7 +78,7 @@ impl Default for HostConfig {
 }
 
 /// An inclusive range of ports.
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortRange {
     /// The first port.

@@ -36,6 +36,9 @@ pub struct Config {
     pub log: LogConfig,
     /// The browser UI's dashboards: a folder of YAML dashboards beside the built-in ones.
     pub dashboards: tidewatch_dashboards::DashboardsConfig,
+    /// Services run as containers, and the Docker hosts they run on. Each service's
+    /// `autoscale:` section is its autoscaling policy.
+    pub scheduler: tidewatch_scheduler::SchedulerConfig,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             logs: tidewatch_store::logs::LogsConfig::default(),
             log: LogConfig::default(),
             dashboards: tidewatch_dashboards::DashboardsConfig::default(),
+            scheduler: tidewatch_scheduler::SchedulerConfig::default(),
         }
     }
 }

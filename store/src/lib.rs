@@ -44,3 +44,68 @@ impl Appender for Storage {
         self.logs.append(records, delivery.cloned()).await.map(|_| ())
     }
 }
+
+/// PromQL and LogQL behind one [`tidewatch_model::Query`], for the alert engine and the
+/// autoscaler, whose rules and policies hold either kind of expression.
+///
+/// An expression that parses as PromQL is PromQL; anything else goes to LogQL. The two overlap
+/// only where a LogQL metric query has a bare stream selector (`rate({app="web"}[1m])` is also
+/// valid PromQL): give such a query a pipeline stage, e.g. `rate({app="web"} |= "" [1m])`, to
+/// make it LogQL.
+#[derive(Clone)]
+pub struct QueryRouter {
+    /// The PromQL engine over the metrics store.
+    pub promql: Arc<promql::Engine>,
+    /// The log store, which evaluates LogQL metric queries.
+    pub logs: Arc<logs::LogStore>,
+}
+
+impl QueryRouter {
+    /// Whether `expr` is evaluated as PromQL.
+    pub fn is_promql(expr: &str) -> bool {
+        promql_parser::parser::parse(expr).is_ok()
+    }
+}
+
+#[async_trait::async_trait]
+impl tidewatch_model::Query for QueryRouter {
+    async fn instant(
+        &self,
+        expr: &str,
+        at_ms: i64,
+        options: &tidewatch_model::QueryOptions,
+    ) -> Result<tidewatch_model::QueryValue, tidewatch_model::QueryError> {
+        if !Self::is_promql(expr) {
+            return self.logs.instant(expr, at_ms, options).await;
+        }
+        // PromQL evaluation is CPU-bound: off the async workers.
+        let (engine, expr, options) = (self.promql.clone(), expr.to_string(), options.clone());
+        tokio::task::spawn_blocking(move || engine.evaluate(&expr, at_ms, at_ms, 0, &options, true))
+            .await
+            .unwrap_or_else(|e| Err(join_error(e)))
+    }
+
+    async fn range(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        options: &tidewatch_model::QueryOptions,
+    ) -> Result<tidewatch_model::QueryValue, tidewatch_model::QueryError> {
+        if !Self::is_promql(expr) {
+            return self.logs.range(expr, start_ms, end_ms, step_ms, options).await;
+        }
+        let (engine, expr, options) = (self.promql.clone(), expr.to_string(), options.clone());
+        tokio::task::spawn_blocking(move || engine.evaluate(&expr, start_ms, end_ms, step_ms, &options, false))
+            .await
+            .unwrap_or_else(|e| Err(join_error(e)))
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> tidewatch_model::QueryError {
+    tidewatch_model::QueryError::new(
+        tidewatch_model::QueryErrorKind::Internal,
+        format!("the query task failed: {e}"),
+    )
+}
