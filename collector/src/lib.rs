@@ -10,6 +10,9 @@
 //! Log sources (Docker logs, files) push [`tidewatch_model::LogRecord`]s into the buffer
 //! themselves, because they are driven by their input, not by a clock.
 
+pub mod agent;
+pub mod buffer;
+pub mod shipper;
 pub mod sources;
 
 use std::collections::BTreeMap;
