@@ -59,8 +59,12 @@ impl Client {
             .limit(256 * 1024 * 1024)
             .read_to_string()
             .with_context(|| format!("reading the answer of {url}"))?;
-        let json: Value = serde_json::from_str(&body)
-            .with_context(|| format!("{url} answered HTTP {status} with a body that is not JSON: {}", clip(&body)))?;
+        let json: Value = serde_json::from_str(&body).with_context(|| {
+            format!(
+                "{url} answered HTTP {status} with a body that is not JSON: {}",
+                clip(&body)
+            )
+        })?;
         if json["status"] != "success" {
             bail!(
                 "{url}: HTTP {status}: {}: {}",
@@ -83,7 +87,10 @@ pub fn print_text(server: &str, path: &str, timeout: Duration) -> anyhow::Result
         .call()
         .with_context(|| format!("cannot reach {url}: is the server running? (--server)"))?;
     let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().with_context(|| format!("reading the answer of {url}"))?;
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .with_context(|| format!("reading the answer of {url}"))?;
     if status != 200 {
         let message = serde_json::from_str::<Value>(&body)
             .ok()
@@ -103,7 +110,10 @@ fn clip(s: &str) -> &str {
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// Options of `tidewatch query`.
@@ -138,7 +148,10 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
             let end = now_secs();
             let start = end - range.as_secs_f64();
             // About 200 points, as Grafana picks a step from the panel width.
-            let step = args.step.map(|s| s.as_secs_f64()).unwrap_or_else(|| (range.as_secs_f64() / 200.0).max(1.0));
+            let step = args
+                .step
+                .map(|s| s.as_secs_f64())
+                .unwrap_or_else(|| (range.as_secs_f64() / 200.0).max(1.0));
             let params = vec![
                 ("query", args.expr.clone()),
                 ("start", format!("{start:.3}")),
@@ -161,12 +174,17 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
 }
 
 fn terminal_width() -> usize {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).unwrap_or(100)
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100)
 }
 
 /// `{a="b", c="d"}` with the metric name in front, as Prometheus prints series.
 fn series_name(metric: &Value) -> String {
-    let Some(map) = metric.as_object() else { return "{}".into() };
+    let Some(map) = metric.as_object() else {
+        return "{}".into();
+    };
     let name = map.get("__name__").and_then(|v| v.as_str()).unwrap_or("");
     let labels: Vec<String> = map
         .iter()
@@ -191,7 +209,12 @@ fn render_instant_table(data: &Value, out: &mut String) {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|s| (series_name(&s["metric"]), s["value"][1].as_str().unwrap_or("").to_string()))
+                .map(|s| {
+                    (
+                        series_name(&s["metric"]),
+                        s["value"][1].as_str().unwrap_or("").to_string(),
+                    )
+                })
                 .collect();
             let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(6).max(6);
             let _ = writeln!(out, "{:<w$}  VALUE", "SERIES");
@@ -217,7 +240,12 @@ fn render_range_table(data: &Value, out: &mut String) {
     for s in &series {
         let _ = writeln!(out, "{}", series_name(&s["metric"]));
         for p in s["values"].as_array().into_iter().flatten() {
-            let _ = writeln!(out, "  {:>14}  {}", fmt_ts(p[0].as_f64().unwrap_or(0.0)), p[1].as_str().unwrap_or(""));
+            let _ = writeln!(
+                out,
+                "  {:>14}  {}",
+                fmt_ts(p[0].as_f64().unwrap_or(0.0)),
+                p[1].as_str().unwrap_or("")
+            );
         }
     }
 }
@@ -262,8 +290,12 @@ fn render_chart(data: &Value, start: f64, end: f64, width: usize, height: usize,
     for (si, (_, points)) in series.iter().enumerate() {
         let mut prev: Option<(usize, usize)> = None;
         for &(t, v) in points {
-            let x = (((t - start) / (end - start).max(1e-9)) * (dots_x - 1) as f64).round().clamp(0.0, (dots_x - 1) as f64) as usize;
-            let y = (((hi - v) / (hi - lo)) * (dots_y - 1) as f64).round().clamp(0.0, (dots_y - 1) as f64) as usize;
+            let x = (((t - start) / (end - start).max(1e-9)) * (dots_x - 1) as f64)
+                .round()
+                .clamp(0.0, (dots_x - 1) as f64) as usize;
+            let y = (((hi - v) / (hi - lo)) * (dots_y - 1) as f64)
+                .round()
+                .clamp(0.0, (dots_y - 1) as f64) as usize;
             // Join consecutive points so a line stays a line at any density.
             let (x0, y0) = prev.unwrap_or((x, y));
             let steps = x.abs_diff(x0).max(y.abs_diff(y0)).max(1);
@@ -365,7 +397,10 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
         ];
         let data = client.get("/loki/api/v1/query_range", &params)?;
         if data["resultType"] != "streams" {
-            bail!("`tidewatch logs` prints log lines; {:?} is a metric query (use `tidewatch query` or the API)", args.query);
+            bail!(
+                "`tidewatch logs` prints log lines; {:?} is a metric query (use `tidewatch query` or the API)",
+                args.query
+            );
         }
         let mut lines: Vec<(i128, String, String)> = Vec::new();
         for stream in data["result"].as_array().into_iter().flatten() {

@@ -1,6 +1,7 @@
 //! `tidewatch`: the one binary. Parses the command line, loads the configuration and hands
 //! over to [`run`] for the long-running roles.
 
+mod agent;
 mod cli;
 mod client;
 mod config;
@@ -216,7 +217,11 @@ fn config_check(explicit: Option<std::path::PathBuf>, files: Vec<std::path::Path
 /// The server a client subcommand talks to: `--server`, else the configured listen address.
 fn server_url(config: Option<std::path::PathBuf>, explicit: Option<String>) -> Result<String, config::ConfigError> {
     if let Some(url) = explicit {
-        return Ok(if url.contains("://") { url } else { format!("http://{url}") });
+        return Ok(if url.contains("://") {
+            url
+        } else {
+            format!("http://{url}")
+        });
     }
     let config = Source::resolve(config, Overrides::default()).load()?;
     Ok(format!("http://{}", config.server.listen))

@@ -125,12 +125,16 @@ pub async fn start(
 fn apply_policies(autoscaler: &Autoscaler, scheduler: &Scheduler, applied: &mut HashMap<String, Policy>) {
     let mut policies = HashMap::new();
     for spec in scheduler.specs() {
-        let Some(section) = spec.autoscale.clone() else { continue };
+        let Some(section) = spec.autoscale.clone() else {
+            continue;
+        };
         match Policy::from_yaml_value(section) {
             Ok(p) => {
                 policies.insert(spec.name.clone(), p);
             }
-            Err(e) => warn!(service = %spec.name, error = %e, "autoscale section refused; the service is not autoscaled"),
+            Err(e) => {
+                warn!(service = %spec.name, error = %e, "autoscale section refused; the service is not autoscaled")
+            }
         }
     }
     if *applied == policies {

@@ -21,9 +21,9 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use tidewatch_store::logs::LogStore;
-use tidewatch_store::{QueryRouter, Storage};
 use tidewatch_store::metrics::{self, MetricsStore, http::RouteLimits};
 use tidewatch_store::promql::{self, Engine, EngineOptions};
+use tidewatch_store::{QueryRouter, Storage};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -32,6 +32,7 @@ use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 use tracing::{error, info, warn};
 
+use crate::agent;
 use crate::config::{Config, Source};
 use crate::data_dir::DirLock;
 use crate::http::{self, AppState, Readiness};
@@ -206,6 +207,18 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
     };
     let maintenance = store.clone().map(|s| tokio::spawn(maintain(s, shutdown.clone())));
     let _ = parts.set(routes);
+    let collector = if role.runs_agent() {
+        // Under `up` it ships to this process' own listener.
+        let ship_to = (role == Role::Up).then(|| format!("http://{}", config.server.listen));
+        let mut running = agent::start(&config, ship_to, shutdown.clone()).await?;
+        registries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(std::mem::take(&mut running.registry)));
+        Some(running)
+    } else {
+        None
+    };
     readiness.ready("collector");
     info!("ready");
 
@@ -221,6 +234,11 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
         }
     }
     let _ = reloader.await;
+    if let Some(c) = collector {
+        // Everything it read is in its disk buffer; what was not acknowledged ships next start.
+        c.stop().await;
+        info!("collector stopped");
+    }
     if let Some(p) = server_parts {
         // Before the store closes: they write their events and decisions into it.
         p.stop().await;

@@ -42,12 +42,12 @@ pub struct AgentConfig {
     pub docker: DockerConfig,
     /// Files to tail.
     pub files: Vec<FileConfig>,
-    /// cgroup metrics; placeholder for the metric sources' own config type.
-    pub cgroup: Option<serde_json::Value>,
-    /// Host metrics; placeholder for the metric sources' own config type.
-    pub host: Option<serde_json::Value>,
-    /// Scrape targets; placeholder for the metric sources' own config type.
-    pub scrape: Option<serde_json::Value>,
+    /// Container metrics from cgroups, under cAdvisor's names.
+    pub cgroup: crate::sources::cgroup::CgroupConfig,
+    /// Host metrics from /proc, under node_exporter's names.
+    pub host: crate::sources::host::HostConfig,
+    /// Prometheus scrape targets: static ones and labelled containers.
+    pub scrape: crate::sources::scrape::ScrapeSection,
 }
 
 /// Why the agent cannot start.
@@ -115,6 +115,7 @@ impl AgentHandle {
             self.containers.clone(),
             self.metrics.clone(),
             stop.clone(),
+            self.shutdown.clone(),
         ));
         self.metric_loops.insert(id, (task, stop));
     }
@@ -287,36 +288,52 @@ async fn metric_loop(
     containers: watch::Receiver<Arc<Vec<ContainerInfo>>>,
     metrics: Arc<AgentMetrics>,
     cancel: CancellationToken,
+    shutdown: CancellationToken,
 ) {
     let id = format!("{node}/{}", source.id());
     let mut tick = tokio::time::interval(interval.max(StdDuration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let now_ms = std::time::SystemTime::now()
+    let now_ms = || {
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+            .unwrap_or(0)
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
         let ctx = CollectContext {
-            now_ms,
+            now_ms: now_ms(),
             node: node.clone(),
             containers: containers.borrow().clone(),
         };
         let series = tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
             s = source.collect(&ctx) => s,
         };
         let payload = Payload::Metrics(series);
         metrics.read("metrics", payload.count());
         let pushed = tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
             r = buffer.push(&id, String::new(), payload) => r,
         };
         if let Err(e) = pushed {
             tracing::error!(source = %id, error = %e, "agent: cannot buffer a metric round; it is lost");
+        }
+    }
+    if shutdown.is_cancelled() {
+        return;
+    }
+    // Removed while the agent runs (a scrape target whose container went away): its last
+    // samples are the staleness markers of what it reported.
+    let markers = source.finish(now_ms());
+    if !markers.is_empty() {
+        let payload = Payload::Metrics(markers);
+        metrics.read("metrics", payload.count());
+        if let Err(e) = buffer.push(&id, String::new(), payload).await {
+            tracing::warn!(source = %id, error = %e, "agent: staleness markers of a removed source not buffered");
         }
     }
 }

@@ -47,11 +47,15 @@ impl ContainerInfo {
     /// The `service` label: `tidewatch.service`, else `com.docker.swarm.service.name`, else
     /// `com.docker.compose.service`, else the container's name.
     pub fn service_of(name: &str, labels: &BTreeMap<String, String>) -> String {
-        ["tidewatch.service", "com.docker.swarm.service.name", "com.docker.compose.service"]
-            .iter()
-            .find_map(|k| labels.get(*k).filter(|v| !v.is_empty()))
-            .cloned()
-            .unwrap_or_else(|| name.to_string())
+        [
+            "tidewatch.service",
+            "com.docker.swarm.service.name",
+            "com.docker.compose.service",
+        ]
+        .iter()
+        .find_map(|k| labels.get(*k).filter(|v| !v.is_empty()))
+        .cloned()
+        .unwrap_or_else(|| name.to_string())
     }
 }
 
@@ -75,6 +79,13 @@ pub trait MetricSource: Send {
     /// One round of samples. Errors are the source's own business: it records them in its
     /// output (as `up` does for scrapes) or logs them, and returns what it could read.
     async fn collect(&mut self, ctx: &CollectContext) -> Vec<Series>;
+
+    /// The last samples of a source that is removed while the agent runs (a scrape target
+    /// whose container went away): staleness markers for the series it reported, so queries
+    /// stop seeing them at once, as in Prometheus. Not called at shutdown.
+    fn finish(&mut self, _now_ms: i64) -> Vec<Series> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

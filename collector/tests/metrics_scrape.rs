@@ -552,7 +552,19 @@ fn parser_never_panics_on_truncated_input() {
         let _ = parse(prefix, Format::Text);
         let _ = parse(prefix, Format::OpenMetrics);
     }
-    for s in ["\\", "a{b=\"\\", "a{b=\"\\é", "#", "# TYPE", "a{", "a{b", "a{b=", "{", "a 1 #", "a 1 # {"] {
+    for s in [
+        "\\",
+        "a{b=\"\\",
+        "a{b=\"\\é",
+        "#",
+        "# TYPE",
+        "a{",
+        "a{b",
+        "a{b=",
+        "{",
+        "a 1 #",
+        "a 1 # {",
+    ] {
         let _ = parse(s, Format::Text);
         let _ = parse(s, Format::OpenMetrics);
     }

@@ -26,8 +26,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The server: the store, the query APIs, alerts, the scheduler and the UI.
     pub server: ServerConfig,
-    /// The agent (collector) on this node.
+    /// The agent (collector) on this node: its own endpoint and node name.
     pub agent: AgentConfig,
+    /// What the collector reads (Docker logs, files, cgroups, the host, scrape targets), its
+    /// disk buffer and where it ships.
+    pub collector: tidewatch_collector::agent::AgentConfig,
     /// How metrics are stored: retention, block range, WAL, limits.
     pub metrics: tidewatch_store::metrics::MetricsConfig,
     /// How logs are stored: partitions, retention, WAL, limits.
@@ -47,6 +50,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             server: ServerConfig::default(),
             agent: AgentConfig::default(),
+            collector: tidewatch_collector::agent::AgentConfig::default(),
             metrics: tidewatch_store::metrics::MetricsConfig::default(),
             logs: tidewatch_store::logs::LogsConfig::default(),
             log: LogConfig::default(),

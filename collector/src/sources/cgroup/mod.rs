@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tidewatch_model::{Duration, Labels, Series, names};
 
 use self::layout::ContainerDirs;
@@ -25,7 +25,7 @@ use crate::sources::host::{Emitter, parse_net_dev, read_into};
 use crate::{CollectContext, ContainerInfo, MetricSource};
 
 /// The `cgroup` section.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CgroupConfig {
     /// Whether container metrics are collected (default true).

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tidewatch_model::{Duration, Labels, Sample, Series, names};
 
 use crate::{CollectContext, MetricSource};
@@ -37,7 +37,7 @@ pub const DEFAULT_DISK_DEVICE_EXCLUDE: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]
 pub const DEFAULT_NETDEV_DEVICE_EXCLUDE: &str = "^lo$";
 
 /// The `host` section: which host metrics to read and where from.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HostConfig {
     /// Whether host metrics are collected (default true).

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tidewatch_model::{ByteSize, Duration};
 
 use super::relabel::RelabelConfig;
 
 /// The `scrape` section.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScrapeSection {
     /// Labels added to every scraped series that does not have them (Prometheus'
@@ -44,7 +44,7 @@ impl Default for ScrapeSection {
 }
 
 /// One job: Prometheus' `scrape_config`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScrapeConfig {
     /// The `job` label.
@@ -110,7 +110,7 @@ impl Default for ScrapeConfig {
 }
 
 /// Prometheus' `static_config`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StaticConfig {
     /// `host:port` addresses.

@@ -3,11 +3,11 @@
 
 use md5::{Digest, Md5};
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tidewatch_model::Labels;
 
 /// What a relabel step does (Prometheus' `action`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RelabelAction {
     /// Sets `target_label` to `replacement` expanded with the regex's groups, if the regex matches.
@@ -46,7 +46,7 @@ fn default_replacement() -> String {
 }
 
 /// One relabel step as written in YAML (Prometheus' `relabel_config`).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelabelConfig {
     /// Labels whose values are joined with `separator` and matched against `regex`.

@@ -308,4 +308,8 @@ impl MetricSource for ScrapeTarget {
         }
         self.scrape(ctx.now_ms).await
     }
+
+    fn finish(&mut self, now_ms: i64) -> Vec<Series> {
+        ScrapeTarget::finish(self, now_ms)
+    }
 }
