@@ -74,7 +74,9 @@ fn running(docker: &DockerTest, service: &str) -> usize {
 
 #[test]
 fn up_runs_services_that_the_autoscaler_scales_and_the_cli_explains() {
-    let Some(docker) = require_docker("up_services_autoscale") else { return };
+    let Some(docker) = require_docker("up_services_autoscale") else {
+        return;
+    };
     let service = "tw-e2e-queue";
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tidewatch.yaml");
@@ -133,7 +135,10 @@ scheduler:
     );
     let explain = cli(&server, &["autoscaler", "explain", service]);
     assert!(explain.contains("backlog"), "{explain}");
-    assert!(explain.contains("1→3") || explain.contains("1->3"), "the decision is explained:\n{explain}");
+    assert!(
+        explain.contains("1→3") || explain.contains("1->3"),
+        "the decision is explained:\n{explain}"
+    );
 
     // The backlog is gone: back to the minimum after the 3 s window.
     assert!(
@@ -159,4 +164,104 @@ scheduler:
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""source":"autoscaler""#), "{body}");
     assert!(body.contains(r#""source":"scheduler""#), "{body}");
+}
+
+/// Issue 9's end-to-end scenario: a service whose HTTP endpoint burns CPU per request (each
+/// replica limited to 0.25 core, at most 4) runs behind the scheduler's endpoint; a bounded
+/// load generator drives it from 2 to 4 replicas on the collector's 1 s cgroup metrics; when
+/// the load stops it returns to 2 after its short scale-down window, and the decision log
+/// explains both steps.
+#[test]
+fn cpu_load_through_the_endpoint_scales_a_service_out_and_back_in() {
+    let Some(docker) = require_docker("up_cpu_autoscale") else { return };
+    let service = "tw-e2e-burn";
+    let endpoint = tidewatch_testkit::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tidewatch.yaml");
+    // A CGI script of busybox httpd burns ~0.1 s of CPU per request.
+    let script = r#"mkdir -p /www/cgi-bin && echo ok > /www/index.html && printf '#!/busybox sh\ni=0\nwhile [ $i -lt 30000 ]; do i=$((i+1)); done\necho Content-Type: text/plain\necho\necho burnt\n' > /www/cgi-bin/burn && chmod +x /www/cgi-bin/burn && exec /busybox httpd -f -p 8080 -h /www"#;
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+collector:
+  docker: {{include: {{labels: ["tidewatch.test={instance}"]}}}}
+  host: {{enabled: false}}
+scheduler:
+  instance: {instance}
+  reconcile_interval: 250ms
+  services:
+    - name: {service}
+      image: {image}
+      command: ["/busybox", "sh", "-c", {script:?}]
+      labels: {{tidewatch.test: {instance}}}
+      ports: [{{container: 8080, endpoint: {endpoint}}}]
+      resources: {{limits: {{cpus: 0.25, memory: 32MiB}}}}
+      healthcheck: {{http: /, interval: 500ms, timeout: 1s, retries: 2}}
+      stop_grace_period: 2s
+      replicas: 2
+      autoscale:
+        min_replicas: 2
+        max_replicas: 4
+        metrics: [{{cpu: {{target_utilization: 50}}}}]
+        behavior:
+          scale_down: {{stabilization_window: 5s, policies: [{{type: Percent, value: 100, period: 1s}}]}}
+"#,
+            instance = docker.test_name(),
+            image = docker.busybox_image(),
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_in(dir.path(), &["--config", config.to_str().unwrap(), "up"]);
+    server.wait_ready(READY_WITHIN).unwrap();
+    assert!(
+        eventually(CONVERGE, || running(&docker, service) == 2),
+        "the two replicas never ran; logs:\n{}",
+        server.logs()
+    );
+    let url = format!("http://127.0.0.1:{endpoint}/cgi-bin/burn");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .proxy(None)
+        .build()
+        .into();
+    assert!(
+        eventually(CONVERGE, || agent.get(&url).call().is_ok_and(|r| r.status() == 200)),
+        "the endpoint never answered"
+    );
+
+    // Bounded load: four clients in a loop until the service has 4 replicas or time runs out.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (agent, url, stop) = (agent.clone(), url.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut ok = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let scaled_out = eventually(CONVERGE, || running(&docker, service) == 4);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let explain = cli(&server, &["autoscaler", "explain", service]);
+    assert!(scaled_out, "never scaled out to 4 under load ({served} requests served):\n{explain}");
+    assert!(served > 0);
+    assert!(explain.contains("cpu"), "{explain}");
+    assert!(explain.contains("2→4") || explain.contains("2→3") || explain.contains("3→4"), "{explain}");
+
+    // No load: back to the minimum of 2 after the 5 s window.
+    assert!(
+        eventually(CONVERGE, || running(&docker, service) == 2),
+        "never scaled back in:\n{}",
+        cli(&server, &["autoscaler", "explain", service])
+    );
+    let explain = cli(&server, &["autoscaler", "explain", service]);
+    assert!(explain.contains("→2"), "the scale-in is explained:\n{explain}");
 }
