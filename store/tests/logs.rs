@@ -36,11 +36,12 @@ fn lines(name: &str) -> Vec<String> {
 }
 
 fn config() -> LogsConfig {
-    let mut c = LogsConfig::default();
-    c.commit_interval = tidewatch_model::Duration::from_millis(100);
-    c.writer_memory = tidewatch_model::ByteSize::mib(32);
-    c.indexing_threads = 1;
-    c
+    LogsConfig {
+        commit_interval: tidewatch_model::Duration::from_millis(100),
+        writer_memory: tidewatch_model::ByteSize::mib(32),
+        indexing_threads: 1,
+        ..LogsConfig::default()
+    }
 }
 
 async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {

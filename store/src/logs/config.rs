@@ -15,6 +15,8 @@ pub struct LogsConfig {
     /// When the partitions together take more than this, the oldest are deleted, never the
     /// newest (default `0B`: no size limit).
     pub retention_size: ByteSize,
+    /// How often retention is applied (default `1m`).
+    pub retention_interval: Duration,
     /// How often the indexer commits (default `1s`): a line is searchable about this long
     /// after it is acknowledged. Shorter means smaller segments and more merging.
     pub commit_interval: Duration,
@@ -34,6 +36,7 @@ impl Default for LogsConfig {
             partition: Duration::from_secs(86_400),
             retention: Duration::from_secs(30 * 86_400),
             retention_size: ByteSize(0),
+            retention_interval: Duration::from_secs(60),
             commit_interval: Duration::from_secs(1),
             writer_memory: ByteSize::mib(128),
             indexing_threads: 2,
@@ -81,11 +84,16 @@ pub struct LogsLimitsConfig {
     pub max_label_value_length: usize,
     /// Lines one log query may return (default 5000, as Loki's `max_entries_limit_per_query`).
     pub max_entries_per_query: usize,
-    /// Lines one metric query may read (default 50,000,000), so a query's memory is bounded.
+    /// Lines one metric query may read (default 20,000,000): a metric query holds 16 bytes per
+    /// line read (its timestamp and value) until it has windowed them, so this bounds its memory
+    /// (default: 320 MB). Past it the query fails with Loki's "the query would read too many …".
     pub max_lines_per_metric_query: usize,
     /// Points (series × steps) one metric query may return (default 11,000 steps as Prometheus
     /// times 10,000 series is far too many: default 5,000,000).
     pub max_points_per_query: usize,
+    /// Lines one `tail` connection queues for a slow client (default 10,000); past it lines
+    /// are dropped and reported in the message's `dropped_entries`.
+    pub tail_buffer: usize,
 }
 
 impl Default for LogsLimitsConfig {
@@ -98,8 +106,9 @@ impl Default for LogsLimitsConfig {
             max_label_name_length: 1024,
             max_label_value_length: 2048,
             max_entries_per_query: 5000,
-            max_lines_per_metric_query: 50_000_000,
+            max_lines_per_metric_query: 20_000_000,
             max_points_per_query: 5_000_000,
+            tail_buffer: 10_000,
         }
     }
 }

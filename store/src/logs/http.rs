@@ -6,6 +6,7 @@
 //!   cannot write (retry).
 //! - `GET|POST /loki/api/v1/query`, `query_range`: LogQL; streams, vector and matrix results.
 //! - `GET /loki/api/v1/labels`, `label/<name>/values`, `series`, `index/stats`.
+//! - `GET /loki/api/v1/tail`: a websocket of new lines (see `tail.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,15 +20,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tidewatch_model::{
-    AppendError, BATCH_HEADER, BatchHeader, Labels, LogRecord, Query, QueryError, QueryErrorKind, QueryOptions,
-    QueryValue, Series,
+    AppendError, BATCH_HEADER, BatchHeader, Labels, Query, QueryError, QueryErrorKind, QueryOptions, QueryValue, Series,
 };
 
+use super::config::LogsLimitsConfig;
+use super::index::{Partition, Partitions};
 use super::logql::eval::{self, MetricParams};
 use super::logql::parse::LabelMatcher;
 use super::logql::{Expr, parse};
 use super::push::{self, Stream};
-use super::store::LogStore;
+use super::store::{Entry, IngestBatch, LogStore};
 use super::time::{now_ns, parse_duration_ns, parse_time};
 
 /// The Loki routes over `store`.
@@ -44,6 +46,7 @@ pub fn routes(store: Arc<LogStore>) -> Router {
         .route("/loki/api/v1/label/{name}/values", get(label_values))
         .route("/loki/api/v1/series", get(series).post(series_post))
         .route("/loki/api/v1/index/stats", get(index_stats))
+        .route("/loki/api/v1/tail", get(super::tail::tail))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(store)
 }
@@ -136,11 +139,12 @@ async fn push_handler(State(store): State<Arc<LogStore>>, headers: HeaderMap, bo
     )
 }
 
-/// Turns decoded streams into records in wire order; refused entries are `None` with a reason.
-fn validate(streams: Vec<Stream>, store: &LogStore) -> (Vec<Option<LogRecord>>, Vec<String>) {
+/// Turns decoded streams into a batch in wire order; refused entries are `None` with a reason.
+fn validate(streams: Vec<Stream>, store: &LogStore) -> (IngestBatch, Vec<String>) {
     let limits = &store.config().limits;
     let oldest = store.oldest_accepted_ns();
-    let mut out = Vec::new();
+    let mut out = IngestBatch::default();
+    let mut seen: std::collections::HashMap<Labels, u32> = std::collections::HashMap::new();
     let mut refused = Vec::new();
     for (i, s) in streams.into_iter().enumerate() {
         let labels = s.labels.and_then(|l| push::check_labels(&l, limits).map(|_| l));
@@ -148,10 +152,21 @@ fn validate(streams: Vec<Stream>, store: &LogStore) -> (Vec<Option<LogRecord>>, 
             Ok(l) => l,
             Err(e) => {
                 refused.push(format!("streams[{i}]: {e} ({} entries)", s.entries.len()));
-                out.extend(s.entries.iter().map(|_| None));
+                out.entries.extend(s.entries.iter().map(|_| None));
                 continue;
             }
         };
+        // Streams repeated in one push (as some clients send them) are stored once.
+        let stream = match seen.get(&labels) {
+            Some(k) => *k,
+            None => {
+                let k = out.streams.len() as u32;
+                seen.insert(labels.clone(), k);
+                out.streams.push(labels);
+                k
+            }
+        };
+        let labels = &out.streams[stream as usize];
         for (j, (ts, line)) in s.entries.into_iter().enumerate() {
             if line.len() as u64 > limits.max_line_size.bytes() {
                 refused.push(format!(
@@ -159,18 +174,14 @@ fn validate(streams: Vec<Stream>, store: &LogStore) -> (Vec<Option<LogRecord>>, 
                     line.len(),
                     limits.max_line_size
                 ));
-                out.push(None);
+                out.entries.push(None);
             } else if ts < oldest {
                 refused.push(format!(
                     "streams[{i}] {labels} entry {j}: timestamp {ts} is older than the retention"
                 ));
-                out.push(None);
+                out.entries.push(None);
             } else {
-                out.push(Some(LogRecord {
-                    timestamp_ns: ts,
-                    labels: labels.clone(),
-                    line,
-                }));
+                out.entries.push(Some(Entry { stream, ts, line }));
             }
         }
     }
@@ -178,6 +189,9 @@ fn validate(streams: Vec<Stream>, store: &LogStore) -> (Vec<Option<LogRecord>>, 
 }
 
 type Params = BTreeMap<String, String>;
+
+/// Lines grouped by their labels: `(labels, [(ns, line)])`.
+pub type StreamsResult = Vec<(Labels, Vec<(i64, String)>)>;
 
 fn params(query: Option<String>, body: &[u8]) -> Params {
     let mut p: Params = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
@@ -259,7 +273,7 @@ impl LogStore {
         end: i64,
         limit: usize,
         backward: bool,
-    ) -> Result<Vec<(Labels, Vec<(i64, String)>)>, QueryError> {
+    ) -> Result<StreamsResult, QueryError> {
         let Expr::Log(log) = parse(query).map_err(bad)? else {
             return Err(bad("expected a log query such as {job=\"x\"} |= \"error\""));
         };
@@ -274,32 +288,7 @@ impl LogStore {
 
     /// A metric query evaluated at every step from `start` to `end` (ns, inclusive).
     pub fn eval_metric(&self, query: &str, start: i64, end: i64, step: i64) -> Result<Vec<Series>, QueryError> {
-        let Expr::Metric(m) = parse(query).map_err(bad)? else {
-            return Err(bad("expected a metric query such as count_over_time({job=\"x\"}[5m])"));
-        };
-        if step <= 0 {
-            return Err(bad("zero or negative query resolution step widths are not accepted"));
-        }
-        let limits = &self.config().limits;
-        let steps = (end - start) / step + 1;
-        if steps > 11_000 {
-            return Err(bad(format!(
-                "exceeded maximum resolution of 11,000 points per timeseries ({steps}); try increasing step"
-            )));
-        }
-        let lookback = max_range(&m);
-        let parts = self.partitions_in(start - lookback, end + 1);
-        eval::eval_metric(
-            &parts,
-            &m,
-            &MetricParams {
-                start,
-                end,
-                step,
-                max_lines: limits.max_lines_per_metric_query,
-                max_points: limits.max_points_per_query,
-            },
-        )
+        eval_metric_in(&self.partitions, &self.config().limits, query, start, end, step)
     }
 
     fn stream_labels(&self, matchers: Option<&[LabelMatcher]>, start: i64, end: i64) -> BTreeSet<Labels> {
@@ -314,12 +303,58 @@ impl LogStore {
     }
 }
 
+/// A metric query over `partitions`; what [`LogStore::eval_metric`] and the `Query`
+/// implementation (on a blocking thread, without borrowing the store) both run.
+fn eval_metric_in(
+    partitions: &Partitions,
+    limits: &LogsLimitsConfig,
+    query: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<Vec<Series>, QueryError> {
+    let Expr::Metric(m) = parse(query).map_err(bad)? else {
+        return Err(bad("expected a metric query such as count_over_time({job=\"x\"}[5m])"));
+    };
+    if step <= 0 {
+        return Err(bad("zero or negative query resolution step widths are not accepted"));
+    }
+    let steps = (end - start) / step + 1;
+    if steps > 11_000 {
+        return Err(bad(format!(
+            "exceeded maximum resolution of 11,000 points per timeseries ({steps}); try increasing step"
+        )));
+    }
+    let lookback = max_range(&m);
+    let (lo, hi) = (start.saturating_sub(lookback), end.saturating_add(1));
+    let parts: Vec<Arc<Partition>> = partitions
+        .read()
+        .unwrap()
+        .values()
+        .filter(|p| p.end_ns > lo && p.start_ns < hi)
+        .cloned()
+        .collect();
+    eval::eval_metric(
+        &parts,
+        &m,
+        &MetricParams {
+            start,
+            end,
+            step,
+            max_lines: limits.max_lines_per_metric_query,
+            max_points: limits.max_points_per_query,
+        },
+    )
+}
+
 fn max_range(m: &super::logql::MetricExpr) -> i64 {
     match m {
         super::logql::MetricExpr::Range {
             range_ns, offset_ns, ..
         } => range_ns + offset_ns,
         super::logql::MetricExpr::Agg { inner, .. } => max_range(inner),
+        super::logql::MetricExpr::Scalar(_) => 0,
+        super::logql::MetricExpr::Binary { lhs, rhs, .. } => max_range(lhs).max(max_range(rhs)),
     }
 }
 
@@ -537,8 +572,9 @@ async fn index_stats(State(s): State<Arc<LogStore>>, RawQuery(q): RawQuery) -> R
         log.stages.clear();
         let (mut streams, mut chunks, mut entries, mut bytes) = (BTreeSet::new(), 0u64, 0u64, 0u64);
         for part in s.partitions_in(start, end) {
-            chunks += part.reader.searcher().segment_readers().len() as u64;
-            eval::scan_partition(&part, &log, start, end, &mut |h| {
+            let searcher = part.reader.searcher();
+            chunks += searcher.segment_readers().len() as u64;
+            eval::scan_partition(&part, &searcher, &log, start, end, &mut |h| {
                 streams.insert((part.start_ns, h.sid));
                 entries += 1;
                 bytes += h.len;
@@ -555,12 +591,13 @@ async fn index_stats(State(s): State<Arc<LogStore>>, RawQuery(q): RawQuery) -> R
 }
 
 /// LogQL metric queries through the shared query interface (times in milliseconds), so alert
-/// rules and the autoscaler can use them. Log queries are `bad_data`.
+/// rules and the autoscaler can use them. Log queries are `bad_data`. Evaluation runs on a
+/// blocking thread (`spawn_blocking`), so any runtime flavour works, current-thread included.
 #[async_trait]
 impl Query for LogStore {
     async fn instant(&self, expr: &str, at_ms: i64, _options: &QueryOptions) -> Result<QueryValue, QueryError> {
         let t = at_ms.saturating_mul(1_000_000);
-        tokio::task::block_in_place(|| self.eval_metric(expr, t, t, 1)).map(eval::as_vector)
+        self.metric_off_thread(expr, t, t, 1).await.map(eval::as_vector)
     }
 
     async fn range(
@@ -571,14 +608,22 @@ impl Query for LogStore {
         step_ms: i64,
         _options: &QueryOptions,
     ) -> Result<QueryValue, QueryError> {
-        tokio::task::block_in_place(|| {
-            self.eval_metric(
-                expr,
-                start_ms.saturating_mul(1_000_000),
-                end_ms.saturating_mul(1_000_000),
-                step_ms.saturating_mul(1_000_000),
-            )
-        })
+        self.metric_off_thread(
+            expr,
+            start_ms.saturating_mul(1_000_000),
+            end_ms.saturating_mul(1_000_000),
+            step_ms.saturating_mul(1_000_000),
+        )
+        .await
         .map(QueryValue::Matrix)
+    }
+}
+
+impl LogStore {
+    async fn metric_off_thread(&self, expr: &str, start: i64, end: i64, step: i64) -> Result<Vec<Series>, QueryError> {
+        let partitions = self.partitions.clone();
+        let limits = self.config().limits.clone();
+        let expr = expr.to_string();
+        blocking(move || eval_metric_in(&partitions, &limits, &expr, start, end, step)).await
     }
 }

@@ -33,8 +33,11 @@ use super::wal::{WalBatch, WalTruncator};
 
 /// The tokenizer's registered name.
 pub const TOKENIZER: &str = "tidewatch_log";
-/// Tokens longer than this are not indexed (and never used to narrow a search).
+/// Tokens longer than this are not indexed (and never used to narrow a search); the line gets
+/// the term [`LONG_TOKEN`] instead, so a substring search still finds it.
 pub const MAX_TOKEN: usize = 100;
+/// The term standing for every token longer than [`MAX_TOKEN`] (`~` is never in a token).
+pub const LONG_TOKEN: &str = "~long";
 
 /// The byte ranges of the tokens of `text`: maximal runs of ASCII letters and digits and of
 /// non-ASCII characters. Every other byte (space, punctuation) separates tokens, so the parts
@@ -64,7 +67,7 @@ pub fn is_token_byte(c: u8) -> bool {
 }
 
 /// The tokenizer of the `line` field: [`token_spans`], ASCII-lowercased, tokens longer than
-/// [`MAX_TOKEN`] bytes skipped.
+/// [`MAX_TOKEN`] bytes indexed as [`LONG_TOKEN`].
 #[derive(Clone, Default)]
 pub struct LogTokenizer;
 
@@ -89,28 +92,27 @@ impl Tokenizer for LogTokenizer {
 impl TokenStream for LogTokenStream<'_> {
     fn advance(&mut self) -> bool {
         let b = self.text.as_bytes();
-        loop {
-            while self.pos < b.len() && !is_token_byte(b[self.pos]) {
-                self.pos += 1;
-            }
-            if self.pos >= b.len() {
-                return false;
-            }
-            let start = self.pos;
-            while self.pos < b.len() && is_token_byte(b[self.pos]) {
-                self.pos += 1;
-            }
-            if self.pos - start > MAX_TOKEN {
-                continue;
-            }
-            self.token.text.clear();
+        while self.pos < b.len() && !is_token_byte(b[self.pos]) {
+            self.pos += 1;
+        }
+        if self.pos >= b.len() {
+            return false;
+        }
+        let start = self.pos;
+        while self.pos < b.len() && is_token_byte(b[self.pos]) {
+            self.pos += 1;
+        }
+        self.token.text.clear();
+        if self.pos - start > MAX_TOKEN {
+            self.token.text.push_str(LONG_TOKEN);
+        } else {
             self.token.text.push_str(&self.text[start..self.pos]);
             self.token.text.make_ascii_lowercase();
-            self.token.offset_from = start;
-            self.token.offset_to = self.pos;
-            self.token.position = self.token.position.wrapping_add(1);
-            return true;
         }
+        self.token.offset_from = start;
+        self.token.offset_to = self.pos;
+        self.token.position = self.token.position.wrapping_add(1);
+        true
     }
     fn token(&self) -> &Token {
         &self.token
@@ -229,6 +231,10 @@ pub struct Partition {
     pub streams: RwLock<Streams>,
     /// What the last commit covers.
     pub committed: CommitPayload,
+    /// Per segment, its `line` terms joined by `\n` (built on the first substring search):
+    /// a filter token that may sit inside a longer token is found with one memmem pass instead
+    /// of an automaton walk over the term dictionary per query.
+    pub term_cache: std::sync::Mutex<HashMap<tantivy::index::SegmentId, Arc<Vec<u8>>>>,
 }
 
 impl Partition {
@@ -274,6 +280,7 @@ impl Partition {
             reader,
             streams: RwLock::new(streams),
             committed,
+            term_cache: Default::default(),
         })
     }
 
@@ -349,6 +356,8 @@ pub struct IndexerOptions {
     pub retention_ns: i64,
     /// Retention by size (0: none).
     pub retention_bytes: u64,
+    /// How often retention runs.
+    pub retention_interval: Duration,
 }
 
 /// Writers at most open at once; more partitions written at once (late lines) close the least
@@ -368,6 +377,10 @@ pub struct Indexer {
     /// Partitions before this were dropped by retention and are never recreated.
     pub dropped_before: i64,
     last_maintenance: Instant,
+    /// Shared with the store, which refuses lines older than this.
+    pub dropped_before_shared: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Where durable batches are published for live tails (only while someone listens).
+    pub tail: Option<tokio::sync::broadcast::Sender<Arc<WalBatch>>>,
 }
 
 /// The retention record: `{"dropped_before": <ns>}`.
@@ -394,6 +407,8 @@ impl Indexer {
             seq: 0,
             dropped_before,
             last_maintenance: Instant::now(),
+            tail: None,
+            dropped_before_shared: None,
         }
     }
 
@@ -414,11 +429,7 @@ impl Indexer {
     /// Adds a synced batch (or a replayed one: lines a partition already committed are skipped).
     pub fn add(&mut self, batch: WalBatch) -> tantivy::Result<()> {
         // Open writers only between batches, so a commit never splits one.
-        let mut starts: Vec<i64> = batch
-            .records
-            .iter()
-            .map(|r| self.partition_start(r.timestamp_ns))
-            .collect();
+        let mut starts: Vec<i64> = batch.entries.iter().map(|e| self.partition_start(e.ts)).collect();
         starts.sort_unstable();
         starts.dedup();
         for &start in &starts {
@@ -427,10 +438,10 @@ impl Indexer {
             }
             if self.writers.len() >= MAX_OPEN_WRITERS {
                 self.commit()?;
-                if let Some((&lru, _)) = self.writers.iter().min_by_key(|(_, w)| w.used) {
-                    if let Some(w) = self.writers.remove(&lru) {
-                        let _ = w.writer.wait_merging_threads();
-                    }
+                if let Some((&lru, _)) = self.writers.iter().min_by_key(|(_, w)| w.used)
+                    && let Some(w) = self.writers.remove(&lru)
+                {
+                    let _ = w.writer.wait_merging_threads();
                 }
             }
             let p = self.partition(start)?;
@@ -447,41 +458,49 @@ impl Indexer {
                 },
             );
         }
-        let mut cache: HashMap<i64, Arc<Partition>> = HashMap::new();
-        for r in batch.records {
-            let start = self.partition_start(r.timestamp_ns);
+        let now = Instant::now();
+        // Per (partition, stream index): the partition and the stream's id there, resolved once
+        // per batch rather than per line.
+        let mut resolved: HashMap<(i64, u32), (Arc<Partition>, u64)> = HashMap::new();
+        for e in batch.entries {
+            let start = self.partition_start(e.ts);
             if start < self.dropped_before {
                 continue;
             }
-            let p = match cache.get(&start) {
-                Some(p) => p.clone(),
+            let (p, sid) = match resolved.get(&(start, e.stream)) {
+                Some((p, sid)) => (p.clone(), *sid),
                 None => {
                     let p = self.partition(start)?;
-                    cache.insert(start, p.clone());
-                    p
+                    let Some(labels) = batch.streams.get(e.stream as usize) else {
+                        continue;
+                    };
+                    let known = p.streams.read().unwrap().id(labels);
+                    let sid = match known {
+                        Some(id) => id,
+                        None => {
+                            let id = p.streams.write().unwrap().assign(labels);
+                            if let Some(w) = self.writers.get_mut(&start) {
+                                w.new_streams.push((id, labels.clone()));
+                            }
+                            id
+                        }
+                    };
+                    resolved.insert((start, e.stream), (p.clone(), sid));
+                    (p, sid)
                 }
             };
             if batch.seq <= p.committed.seq {
                 continue;
             }
             let w = self.writers.get_mut(&start).expect("writer opened above");
-            let known = p.streams.read().unwrap().id(&r.labels);
-            let sid = match known {
-                Some(id) => id,
-                None => {
-                    let id = p.streams.write().unwrap().assign(&r.labels);
-                    w.new_streams.push((id, r.labels.clone()));
-                    id
-                }
-            };
             let mut doc = TantivyDocument::default();
-            doc.add_i64(self.fields.ts, r.timestamp_ns);
+            doc.add_i64(self.fields.ts, e.ts);
             doc.add_u64(self.fields.sid, sid);
-            doc.add_u64(self.fields.len, r.line.len() as u64);
-            doc.add_text(self.fields.line, &r.line);
+            doc.add_u64(self.fields.len, e.line.len() as u64);
+            doc.add_text(self.fields.line, &e.line);
             w.writer.add_document(doc)?;
             w.dirty = true;
-            w.used = Instant::now();
+            w.used = now;
         }
         for (s, m) in batch.marks {
             self.marks.raise(&s, m);
@@ -563,6 +582,9 @@ impl Indexer {
         }
         let before = drop.iter().max().map_or(0, |s| s + self.options.span_ns);
         self.dropped_before = self.dropped_before.max(before);
+        if let Some(shared) = &self.dropped_before_shared {
+            shared.fetch_max(self.dropped_before.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         let state = serde_json::to_string(&RetentionState {
             dropped_before: self.dropped_before,
         })
@@ -597,6 +619,9 @@ impl Indexer {
             let timeout = deadline.saturating_duration_since(Instant::now());
             let disconnected = match rx.recv_timeout(timeout) {
                 Ok(batch) => {
+                    if let Some(tail) = self.tail.as_ref().filter(|t| t.receiver_count() > 0) {
+                        let _ = tail.send(Arc::new(batch.clone()));
+                    }
                     if let Err(e) = self.add(batch) {
                         warn!(error = %e, "indexing failed; the lines stay in the WAL and are replayed at restart");
                     }
@@ -610,7 +635,7 @@ impl Indexer {
                     Ok(()) => wal.truncate(self.seq),
                     Err(e) => warn!(error = %e, "log index commit failed; will retry"),
                 }
-                if self.last_maintenance.elapsed() > Duration::from_secs(60) {
+                if self.last_maintenance.elapsed() >= self.options.retention_interval {
                     self.maintain();
                 }
                 deadline = Instant::now() + self.options.commit_interval;

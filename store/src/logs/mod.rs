@@ -7,6 +7,7 @@ mod index;
 pub mod logql;
 mod push;
 mod store;
+mod tail;
 pub mod time;
 mod wal;
 
@@ -14,4 +15,5 @@ pub use self::config::{LogsConfig, LogsLimitsConfig, LogsWalConfig};
 pub use self::http::routes;
 pub use self::index::{LogTokenizer, TOKENIZER, schema as index_schema, settings as index_settings};
 pub use self::push::{EntryAdapter, PushRequest, StreamAdapter, Timestamp};
-pub use self::store::{AppendOutcome, LogError, LogStore};
+pub use self::store::{AppendOutcome, Entry, IngestBatch, LogError, LogStore};
+pub use self::wal::WalBatch;

@@ -1,6 +1,6 @@
 //! `LogStore`: open and replay, append (durable before the answer), select for queries, close.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tidewatch_model::{AppendError, BatchHeader, HighWaterMarks, LogRecord};
+use tidewatch_model::{AppendError, BatchHeader, HighWaterMarks, Labels, LogRecord};
 use tokio::sync::watch;
 
 use super::config::LogsConfig;
 use super::index::{Indexer, IndexerOptions, Partition, Partitions, open_partitions};
 use super::time::now_ns;
+pub use super::wal::Entry;
 use super::wal::{self, Durable, Job, Wal, WalBatch, WalOptions, WalRecord};
 
 /// Why the log store cannot open or work.
@@ -33,6 +34,41 @@ pub enum LogError {
     /// A file operation failed.
     #[error("logs {0}")]
     Io(String),
+}
+
+/// Lines to append: each stream once, entries referring to it by index, in wire order. An
+/// entry refused by validation is `None`: it counts for the delivery marks, is not stored.
+#[derive(Debug, Default)]
+pub struct IngestBatch {
+    /// The streams.
+    pub streams: Vec<Labels>,
+    /// The entries.
+    pub entries: Vec<Option<Entry>>,
+}
+
+impl IngestBatch {
+    /// Groups records by their labels.
+    pub fn from_records(records: Vec<LogRecord>) -> IngestBatch {
+        let mut index: HashMap<Labels, u32> = HashMap::new();
+        let mut out = IngestBatch::default();
+        for r in records {
+            let stream = match index.get(&r.labels) {
+                Some(i) => *i,
+                None => {
+                    let i = out.streams.len() as u32;
+                    index.insert(r.labels.clone(), i);
+                    out.streams.push(r.labels);
+                    i
+                }
+            };
+            out.entries.push(Some(Entry {
+                stream,
+                ts: r.timestamp_ns,
+                line: r.line,
+            }));
+        }
+        out
+    }
 }
 
 /// The outcome of one push.
@@ -68,8 +104,14 @@ pub struct LogStore {
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
     metrics: Metrics,
     /// Partitions before this were dropped by retention (ns).
-    dropped_before: AtomicU64,
+    dropped_before: Arc<AtomicU64>,
+    /// Every durable push, for live tails.
+    tail: tokio::sync::broadcast::Sender<Arc<WalBatch>>,
 }
+
+/// Pushes the tail broadcast holds for its slowest subscriber before it skips: memory is at
+/// most this many pushes (each at most `logs.limits.max_decompressed_body`).
+const TAIL_CHANNEL: usize = 64;
 
 fn span_ns(config: &LogsConfig) -> i64 {
     (config.partition.as_std().as_nanos() as i64).max(60_000_000_000)
@@ -101,7 +143,9 @@ impl LogStore {
             threads: config.indexing_threads,
             retention_ns: config.retention.as_std().as_nanos().min(i64::MAX as u128) as i64,
             retention_bytes: config.retention_size.bytes(),
+            retention_interval: config.retention_interval.as_std(),
         };
+        let (tail, _) = tokio::sync::broadcast::channel(TAIL_CHANNEL);
         let mut indexer = Indexer::new(dir, options, partitions.clone(), marks.clone());
         let wal_dir = dir.join("wal");
         let mut replay_err = None;
@@ -116,10 +160,10 @@ impl LogStore {
                     marks.raise(s, *m);
                 }
                 max_seq = max_seq.max(b.seq);
-                if replay_err.is_none() {
-                    if let Err(e) = indexer.add(b) {
-                        replay_err = Some(e);
-                    }
+                if replay_err.is_none()
+                    && let Err(e) = indexer.add(b)
+                {
+                    replay_err = Some(e);
                 }
             }
         })?;
@@ -133,6 +177,9 @@ impl LogStore {
         indexer.commit().map_err(index_err)?;
         indexer.maintain();
         let dropped_before = indexer.dropped_before;
+        indexer.tail = Some(tail.clone());
+        let dropped_before = Arc::new(AtomicU64::new(dropped_before.max(0) as u64));
+        indexer.dropped_before_shared = Some(dropped_before.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel::<WalBatch>(64);
         let wal = Wal::open(
             &wal_dir,
@@ -185,7 +232,8 @@ impl LogStore {
             durable,
             indexer: Mutex::new(Some(thread)),
             metrics,
-            dropped_before: AtomicU64::new(dropped_before.max(0) as u64),
+            dropped_before,
+            tail,
         })
     }
 
@@ -205,29 +253,30 @@ impl LogStore {
         (now_ns().saturating_sub(retention)).max(self.dropped_before.load(Ordering::Relaxed) as i64)
     }
 
-    /// Writes `records` (entries refused by validation are `None`: they count for the delivery
+    /// Writes `batch` (entries refused by validation are `None`: they count for the delivery
     /// marks but are not stored) and returns the sequence number to wait for. Blocking: call
     /// it off the async workers.
     pub fn append_blocking(
         &self,
-        records: Vec<Option<LogRecord>>,
+        batch: IngestBatch,
         delivery: Option<&BatchHeader>,
     ) -> Result<(u64, AppendOutcome), AppendError> {
         let mut ingest = self.ingest.lock().unwrap();
-        let total = records.len();
-        let (records, marks): (Vec<LogRecord>, Vec<(String, u64)>) = match delivery {
-            None => (records.into_iter().flatten().collect(), Vec::new()),
+        let IngestBatch { streams, entries } = batch;
+        let total = entries.len();
+        let (entries, marks): (Vec<Entry>, Vec<(String, u64)>) = match delivery {
+            None => (entries.into_iter().flatten().collect(), Vec::new()),
             Some(h) => {
                 let plan = ingest
                     .marks
                     .plan(h, total)
                     .map_err(|e| AppendError::Rejected(format!("header {}: {e}", tidewatch_model::BATCH_HEADER)))?;
                 let mut keep = Vec::new();
-                let mut it = records.into_iter().enumerate();
+                let mut it = entries.into_iter().enumerate();
                 for r in plan {
-                    for (i, rec) in it.by_ref() {
+                    for (i, e) in it.by_ref() {
                         if i >= r.start && i < r.end {
-                            keep.extend(rec);
+                            keep.extend(e);
                         }
                         if i + 1 >= r.end {
                             break;
@@ -237,7 +286,7 @@ impl LogStore {
                 (keep, h.ranges.iter().map(|r| (r.source.clone(), r.last)).collect())
             }
         };
-        let accepted = records.len();
+        let accepted = entries.len();
         let applied = match delivery {
             Some(h) => ingest
                 .marks
@@ -248,7 +297,7 @@ impl LogStore {
         };
         let duplicates = total.saturating_sub(applied);
         let marks_move = marks.iter().any(|(s, m)| ingest.marks.mark(s) < *m);
-        if records.is_empty() && !marks_move {
+        if entries.is_empty() && !marks_move {
             self.metrics.duplicates.inc_by(duplicates as u64);
             return Ok((
                 0,
@@ -259,9 +308,14 @@ impl LogStore {
             ));
         }
         let seq = ingest.next_seq;
-        let batch = WalBatch { seq, marks, records };
+        let batch = WalBatch {
+            seq,
+            marks,
+            streams,
+            entries,
+        };
         let bytes = wal::encode_batch(&batch);
-        let line_bytes: usize = batch.records.iter().map(|r| r.line.len()).sum();
+        let line_bytes = batch.line_bytes();
         let wal = ingest
             .wal
             .as_ref()
@@ -302,7 +356,7 @@ impl LogStore {
     ) -> Result<AppendOutcome, AppendError> {
         let store = self.clone();
         let (seq, outcome) = tokio::task::spawn_blocking(move || {
-            store.append_blocking(records.into_iter().map(Some).collect(), delivery.as_ref())
+            store.append_blocking(IngestBatch::from_records(records), delivery.as_ref())
         })
         .await
         .map_err(|e| AppendError::Unavailable(e.to_string()))??;
@@ -319,6 +373,12 @@ impl LogStore {
             .filter(|p| p.end_ns > start && p.start_ns < end)
             .cloned()
             .collect()
+    }
+
+    /// Every push from now on, once durable and in WAL order (for `tail`). A subscriber that
+    /// falls more than a few dozen pushes behind gets `Lagged`.
+    pub fn subscribe_tail(&self) -> tokio::sync::broadcast::Receiver<Arc<WalBatch>> {
+        self.tail.subscribe()
     }
 
     /// The delivery mark of `source`.

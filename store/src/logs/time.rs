@@ -122,10 +122,11 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
 
 /// Parses a duration (`5m`, `1h30m`, `500ms`) or plain seconds (`15`, `0.5`) into nanoseconds.
 pub fn parse_duration_ns(text: &str) -> Result<i64, String> {
-    if let Ok(f) = text.parse::<f64>() {
-        if f.is_finite() && f >= 0.0 && f < 1e10 {
-            return Ok((f * 1e9).round() as i64);
-        }
+    if let Ok(f) = text.parse::<f64>()
+        && f.is_finite()
+        && (0.0..1e10).contains(&f)
+    {
+        return Ok((f * 1e9).round() as i64);
     }
     text.parse::<tidewatch_model::Duration>()
         .map(|d| d.as_std().as_nanos().min(i64::MAX as u128) as i64)

@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use prost::encoding::{decode_varint, encode_varint};
-use tidewatch_model::{HighWaterMarks, Label, Labels, LogRecord};
+use tidewatch_model::{HighWaterMarks, Label, Labels};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -35,8 +35,29 @@ pub struct WalBatch {
     pub seq: u64,
     /// `(source, new mark)` for every range of the push's `Tidewatch-Batch` header.
     pub marks: Vec<(String, u64)>,
-    /// The lines, in wire order.
-    pub records: Vec<LogRecord>,
+    /// The streams of the push, each once; entries refer to them by index (so a line costs
+    /// no copy, hash or comparison of its labels anywhere on the write path).
+    pub streams: Vec<Labels>,
+    /// `(stream index, ns, line)`, in wire order.
+    pub entries: Vec<Entry>,
+}
+
+/// One line of a [`WalBatch`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Entry {
+    /// Index into the batch's streams.
+    pub stream: u32,
+    /// Nanoseconds.
+    pub ts: i64,
+    /// The line.
+    pub line: String,
+}
+
+impl WalBatch {
+    /// Bytes of the lines.
+    pub fn line_bytes(&self) -> usize {
+        self.entries.iter().map(|e| e.line.len()).sum()
+    }
 }
 
 /// A decoded record.
@@ -86,37 +107,25 @@ fn put_marks(out: &mut Vec<u8>, marks: &[(String, u64)]) {
 
 /// Encodes a batch record's payload (kind byte first).
 pub fn encode_batch(batch: &WalBatch) -> Vec<u8> {
-    let bytes: usize = batch.records.iter().map(|r| r.line.len() + 12).sum();
+    let bytes: usize = batch.entries.iter().map(|e| e.line.len() + 12).sum();
     let mut out = Vec::with_capacity(bytes + 64);
     out.push(KIND_BATCH);
     encode_varint(batch.seq, &mut out);
     put_marks(&mut out, &batch.marks);
     // Streams are written once per record and referred to by index.
-    let mut streams: Vec<&Labels> = Vec::new();
-    let mut index: Vec<u64> = Vec::with_capacity(batch.records.len());
-    for r in &batch.records {
-        let i = match streams.iter().rposition(|s| **s == r.labels) {
-            Some(i) => i,
-            None => {
-                streams.push(&r.labels);
-                streams.len() - 1
-            }
-        };
-        index.push(i as u64);
-    }
-    encode_varint(streams.len() as u64, &mut out);
-    for s in &streams {
+    encode_varint(batch.streams.len() as u64, &mut out);
+    for s in &batch.streams {
         encode_varint(s.len() as u64, &mut out);
         for l in s.iter() {
             put_str(&mut out, &l.name);
             put_str(&mut out, &l.value);
         }
     }
-    encode_varint(batch.records.len() as u64, &mut out);
-    for (r, i) in batch.records.iter().zip(index) {
-        encode_varint(i, &mut out);
-        encode_varint(((r.timestamp_ns << 1) ^ (r.timestamp_ns >> 63)) as u64, &mut out);
-        put_str(&mut out, &r.line);
+    encode_varint(batch.entries.len() as u64, &mut out);
+    for e in &batch.entries {
+        encode_varint(e.stream as u64, &mut out);
+        encode_varint(((e.ts << 1) ^ (e.ts >> 63)) as u64, &mut out);
+        put_str(&mut out, &e.line);
     }
     out
 }
@@ -176,20 +185,27 @@ pub fn decode(payload: &[u8]) -> Result<WalRecord, String> {
                 streams.push(Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value))));
             }
             let n = c.count()?;
-            let mut records = Vec::with_capacity(n);
+            let mut entries = Vec::with_capacity(n);
             for _ in 0..n {
-                let i = c.varint()? as usize;
+                let i = c.varint()?;
+                if i >= streams.len() as u64 {
+                    return Err("stream index out of range".into());
+                }
                 let z = c.varint()?;
                 let ts = ((z >> 1) as i64) ^ -((z & 1) as i64);
                 let line = c.string()?;
-                let labels = streams.get(i).ok_or("stream index out of range")?.clone();
-                records.push(LogRecord {
-                    timestamp_ns: ts,
-                    labels,
+                entries.push(Entry {
+                    stream: i as u32,
+                    ts,
                     line,
                 });
             }
-            Ok(WalRecord::Batch(WalBatch { seq, marks, records }))
+            Ok(WalRecord::Batch(WalBatch {
+                seq,
+                marks,
+                streams,
+                entries,
+            }))
         }
         k => Err(format!("unknown record kind {k}")),
     }

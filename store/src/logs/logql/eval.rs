@@ -4,14 +4,15 @@
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use tantivy::query::{BooleanQuery, Occur, Query, RegexQuery, TermQuery, TermSetQuery};
-use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RegexQuery, TermQuery, TermSetQuery};
+use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::{DocAddress, TantivyDocument, Term};
 use tidewatch_model::{InstantSample, Labels, QueryError, QueryErrorKind, QueryValue, Sample, Series};
 
+use super::binary::{self, Value};
 use super::parse::{AggOp, FilterOp, Grouping, LabelMatcher, LogExpr, MatchOp, MetricExpr, RangeFn, Stage};
 use super::pipeline::{self, LabelMap};
-use crate::logs::index::{Fields, MAX_TOKEN, Partition, is_token_byte, schema, token_spans};
+use crate::logs::index::{Fields, LONG_TOKEN, MAX_TOKEN, Partition, is_token_byte, schema, token_spans};
 
 fn exec(m: impl Into<String>) -> QueryError {
     QueryError::new(QueryErrorKind::Execution, m)
@@ -31,20 +32,169 @@ pub fn matching_streams(p: &Partition, matchers: &[LabelMatcher]) -> Vec<(u64, L
         .collect()
 }
 
-/// The tantivy query that narrows candidates: the stream ids, and for each `|=` filter its
-/// tokens that must appear whole (interior tokens as terms, a last token after a separator as
-/// a prefix).
-fn narrow(fields: &Fields, sids: &[u64], stages: &[Stage]) -> Box<dyn Query> {
-    let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(
-        Occur::Must,
-        Box::new(TermSetQuery::new(
-            sids.iter().map(|s| Term::from_field_u64(fields.sid, *s)),
+/// Segments whose dictionary has more terms than this are searched by a regex over the term
+/// dictionary instead of being cached (memory stays bounded for high-cardinality logs).
+const MAX_CACHED_TERMS: usize = 2_000_000;
+
+/// The `line` terms of a segment joined by `\n` (with a leading one), cached in the partition.
+fn segment_terms(
+    p: &Partition,
+    reader: &tantivy::SegmentReader,
+    field: tantivy::schema::Field,
+) -> Option<Arc<Vec<u8>>> {
+    let id = reader.segment_id();
+    if let Some(b) = p.term_cache.lock().unwrap().get(&id) {
+        return Some(b.clone());
+    }
+    let inv = reader.inverted_index(field).ok()?;
+    let dict = inv.terms();
+    if dict.num_terms() > MAX_CACHED_TERMS {
+        return None;
+    }
+    let mut buf = vec![b'\n'];
+    let mut stream = dict.stream().ok()?;
+    while stream.advance() {
+        buf.extend_from_slice(stream.key());
+        buf.push(b'\n');
+    }
+    let buf = Arc::new(buf);
+    p.term_cache.lock().unwrap().insert(id, buf.clone());
+    Some(buf)
+}
+
+/// The terms of `searcher`'s segments that contain `token` (at their start when
+/// `left_bounded`, at their end when `right_bounded`), or `None` when a segment is too large
+/// to cache. Forgets the cached terms of segments that are gone.
+fn terms_containing(
+    p: &Partition,
+    searcher: &tantivy::Searcher,
+    field: tantivy::schema::Field,
+    token: &str,
+    left_bounded: bool,
+    right_bounded: bool,
+) -> Option<Vec<String>> {
+    let finder = memchr::memmem::Finder::new(token.as_bytes());
+    let mut out = std::collections::BTreeSet::new();
+    for reader in searcher.segment_readers() {
+        let buf = segment_terms(p, reader, field)?;
+        for pos in finder.find_iter(&buf) {
+            let start = memchr::memrchr(b'\n', &buf[..pos]).map_or(0, |i| i + 1);
+            let end = pos + memchr::memchr(b'\n', &buf[pos..]).unwrap_or(buf.len() - pos);
+            if (left_bounded && start != pos) || (right_bounded && end != pos + token.len()) {
+                continue;
+            }
+            if let Ok(t) = std::str::from_utf8(&buf[start..end]) {
+                out.insert(t.to_string());
+            }
+        }
+    }
+    let live: std::collections::HashSet<_> = searcher.segment_readers().iter().map(|r| r.segment_id()).collect();
+    p.term_cache.lock().unwrap().retain(|id, _| live.contains(id));
+    Some(out.into_iter().collect())
+}
+
+/// The clauses that a line containing `value` must satisfy: each token of `value` (interior
+/// tokens as terms; a token not bounded by separators in `value` through the terms that
+/// contain it there, or the long-token term).
+fn filter_clauses(fields: &Fields, value: &str, p: &Partition, searcher: &tantivy::Searcher) -> Vec<Box<dyn Query>> {
+    let mut out: Vec<Box<dyn Query>> = Vec::new();
+    let b = value.as_bytes();
+    let term = |t: &str| -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(fields.line, t),
+            IndexRecordOption::Basic,
+        ))
+    };
+    for (s, e) in token_spans(value) {
+        if e - s > MAX_TOKEN {
+            continue;
+        }
+        let left_bounded = s > 0 && !is_token_byte(b[s - 1]);
+        let right_bounded = e < b.len() && !is_token_byte(b[e]);
+        let token = value[s..e].to_ascii_lowercase();
+        if left_bounded && right_bounded {
+            out.push(term(&token));
+            continue;
+        }
+        // Not bounded on a side: the line's token may extend past the filter's, so the
+        // candidates are the terms that contain it there, or lines with a token too long to
+        // be indexed.
+        let short = match (left_bounded, right_bounded) {
+            (true, _) => token.len() < 2,
+            _ => token.len() < 3,
+        };
+        if short {
+            continue;
+        }
+        let mut either: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Should, term(LONG_TOKEN))];
+        match terms_containing(p, searcher, fields.line, &token, left_bounded, right_bounded) {
+            Some(terms) => {
+                if !terms.is_empty() {
+                    either.push((
+                        Occur::Should,
+                        Box::new(TermSetQuery::new(
+                            terms.iter().map(|t| Term::from_field_text(fields.line, t)),
+                        )),
+                    ));
+                }
+            }
+            None => {
+                let pattern = match (left_bounded, right_bounded) {
+                    (true, _) => format!("{}.*", regex::escape(&token)),
+                    (false, true) => format!(".*{}", regex::escape(&token)),
+                    (false, false) => format!(".*{}.*", regex::escape(&token)),
+                };
+                match RegexQuery::from_pattern(&pattern, fields.line) {
+                    Ok(q) => either.push((Occur::Should, Box::new(q))),
+                    Err(_) => continue,
+                }
+            }
+        }
+        out.push(Box::new(BooleanQuery::new(either)));
+    }
+    out
+}
+
+/// The tantivy query that narrows candidates: the stream ids, and the tokens of each `|=`
+/// filter (of each alternative of `|= "a" or "b"`, when every alternative has some).
+/// `sids: None` when the selector takes every stream of the partition: then no stream clause
+/// at all (a term set over every stream would decode every posting into a bitset).
+fn narrow(
+    fields: &Fields,
+    sids: Option<&[u64]>,
+    stages: &[Stage],
+    p: &Partition,
+    searcher: &tantivy::Searcher,
+) -> Box<dyn Query> {
+    let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    match sids {
+        None => {}
+        // A few streams: a lazy union, so a rare filter term drives the intersection by seeks.
+        Some(sids) if sids.len() <= 32 => {
+            let any: Vec<(Occur, Box<dyn Query>)> = sids
+                .iter()
+                .map(|s| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_u64(fields.sid, *s),
+                        IndexRecordOption::Basic,
+                    ));
+                    (Occur::Should, q)
+                })
+                .collect();
+            must.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+        }
+        Some(sids) => must.push((
+            Occur::Must,
+            Box::new(TermSetQuery::new(
+                sids.iter().map(|s| Term::from_field_u64(fields.sid, *s)),
+            )),
         )),
-    )];
+    }
     for stage in stages {
         let Stage::LineFilter {
             op: FilterOp::Contains,
             value,
+            or,
             ..
         } = stage
         else {
@@ -54,28 +204,33 @@ fn narrow(fields: &Fields, sids: &[u64], stages: &[Stage]) -> Box<dyn Query> {
             }
             continue;
         };
-        let b = value.as_bytes();
-        for (s, e) in token_spans(value) {
-            if e - s > MAX_TOKEN {
-                continue;
-            }
-            let left_bounded = s > 0 && !is_token_byte(b[s - 1]);
-            let right_bounded = e < b.len() && !is_token_byte(b[e]);
-            let token = value[s..e].to_ascii_lowercase();
-            if left_bounded && right_bounded {
-                must.push((
-                    Occur::Must,
-                    Box::new(TermQuery::new(
-                        Term::from_field_text(fields.line, &token),
-                        IndexRecordOption::Basic,
-                    )),
-                ));
-            } else if left_bounded && token.len() >= 2 {
-                if let Ok(q) = RegexQuery::from_pattern(&format!("{}.*", regex::escape(&token)), fields.line) {
-                    must.push((Occur::Must, Box::new(q)));
-                }
-            }
+        if or.is_empty() {
+            must.extend(
+                filter_clauses(fields, value, p, searcher)
+                    .into_iter()
+                    .map(|q| (Occur::Must, q)),
+            );
+            continue;
         }
+        let alternatives: Vec<Vec<Box<dyn Query>>> = std::iter::once(value)
+            .chain(or.iter().map(|(v, _)| v))
+            .map(|v| filter_clauses(fields, v, p, searcher))
+            .collect();
+        if alternatives.iter().any(|a| a.is_empty()) {
+            continue;
+        }
+        let any: Vec<(Occur, Box<dyn Query>)> = alternatives
+            .into_iter()
+            .map(|a| {
+                let all: Box<dyn Query> =
+                    Box::new(BooleanQuery::new(a.into_iter().map(|q| (Occur::Must, q)).collect()));
+                (Occur::Should, all)
+            })
+            .collect();
+        must.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+    }
+    if must.is_empty() {
+        return Box::new(AllQuery);
     }
     Box::new(BooleanQuery::new(must))
 }
@@ -95,9 +250,11 @@ pub struct Hit {
     pub len: u64,
 }
 
-/// Calls `each` for every candidate of `p` in `[start, end)`.
+/// Calls `each` for every candidate of `p` in `[start, end)`, in (segment, doc) order, as
+/// `searcher` (one generation of `p`: hits address its segments) sees them.
 pub fn scan_partition(
     p: &Partition,
+    searcher: &tantivy::Searcher,
     log: &LogExpr,
     start: i64,
     end: i64,
@@ -109,10 +266,10 @@ pub fn scan_partition(
     }
     let fields = schema().1;
     let sids: Vec<u64> = streams.keys().copied().collect();
-    let query = narrow(&fields, &sids, &log.stages);
-    let searcher = p.reader.searcher();
+    let every = streams.len() == p.streams.read().unwrap().by_id.len();
+    let query = narrow(&fields, (!every).then_some(sids.as_slice()), &log.stages, p, searcher);
     let weight = query
-        .weight(tantivy::query::EnableScoring::disabled_from_searcher(&searcher))
+        .weight(tantivy::query::EnableScoring::disabled_from_searcher(searcher))
         .map_err(internal)?;
     for (seg, reader) in searcher.segment_readers().iter().enumerate() {
         let ff = reader.fast_fields();
@@ -220,7 +377,8 @@ pub fn select_logs(
                     (t, s as i64, d as i64)
                 }
             });
-            let streams = scan_partition(p, log, start, end, &mut |h| {
+            let searcher = p.reader.searcher();
+            let streams = scan_partition(p, &searcher, log, start, end, &mut |h| {
                 let k = key(&h);
                 if cur_key.is_some_and(|c| k <= c) {
                     return Ok(());
@@ -238,7 +396,6 @@ pub fn select_logs(
             }
             let full = heap.len() == page;
             let hits: Vec<Hit> = heap.into_sorted_vec().into_iter().map(|(_, h)| h).collect();
-            let searcher = p.reader.searcher();
             for h in &hits {
                 cursor = Some((h.ts, h.seg, h.doc));
                 let Some(labels) = streams.get(&h.sid) else { continue };
@@ -266,6 +423,17 @@ pub fn select_logs(
 /// Samples per output series, before windowing.
 type Samples = HashMap<Labels, Vec<(i64, f64)>>;
 
+/// The error when a metric query would read more than `max` lines (Loki's wording for its
+/// `max_query_bytes_read`, in lines).
+fn too_many_lines(max: usize) -> QueryError {
+    QueryError::new(
+        QueryErrorKind::Execution,
+        format!(
+            "the query would read too many lines (query: more than {max}, limit: {max}); consider adding more specific stream selectors or reduce the time range of the query (logs.limits.max_lines_per_metric_query)"
+        ),
+    )
+}
+
 fn collect_samples(
     parts: &[Arc<Partition>],
     log: &LogExpr,
@@ -275,52 +443,49 @@ fn collect_samples(
     max_lines: usize,
 ) -> Result<Samples, QueryError> {
     let fields = schema().1;
+    let bytes = matches!(func, RangeFn::Bytes | RangeFn::BytesRate);
+    let plain_only = !needs_line(log) && log.unwrap.is_none();
     let mut out: Samples = HashMap::new();
     let mut seen = 0usize;
     for p in parts {
-        let mut hits = Vec::new();
-        let streams = scan_partition(p, log, start, end, &mut |h| {
+        // Memory is one (ts, value) per line read and nothing more: without a pipeline the
+        // fast fields answer; with one, each line is read in (segment, doc) order (one block
+        // decompression serves many lines) as the scan reaches it.
+        let searcher = p.reader.searcher();
+        let streams: HashMap<u64, Labels> = matching_streams(p, &log.matchers).into_iter().collect();
+        let mut plain: HashMap<u64, Vec<(i64, f64)>> = HashMap::new();
+        scan_partition(p, &searcher, log, start, end, &mut |h| {
             seen += 1;
             if seen > max_lines {
-                return Err(exec(format!(
-                    "the query reads more than {max_lines} lines (logs.limits.max_lines_per_metric_query); narrow the selector or the range"
-                )));
+                return Err(too_many_lines(max_lines));
             }
-            hits.push(h);
-            Ok(())
-        })?;
-        hits.sort_unstable_by_key(|h| (h.seg, h.doc));
-        let searcher = p.reader.searcher();
-        let mut plain: HashMap<u64, Vec<(i64, f64)>> = HashMap::new();
-        for h in &hits {
-            let bytes = matches!(func, RangeFn::Bytes | RangeFn::BytesRate);
-            if !needs_line(log) && log.unwrap.is_none() {
+            if plain_only {
                 plain
                     .entry(h.sid)
                     .or_default()
                     .push((h.ts, if bytes { h.len as f64 } else { 1.0 }));
-                continue;
+                return Ok(());
             }
-            let Some(labels) = streams.get(&h.sid) else { continue };
-            let mut line = line_of(&searcher, fields.line, h)?;
+            let Some(labels) = streams.get(&h.sid) else {
+                return Ok(());
+            };
+            let mut line = line_of(&searcher, fields.line, &h)?;
             let len = line.len() as f64;
             let mut map = to_map(labels);
             if pipeline::run(&log.stages, &mut line, &mut map).is_none() {
-                continue;
+                return Ok(());
             }
             let value = match &log.unwrap {
-                Some((name, conv)) => {
-                    let v = map.remove(name).and_then(|v| pipeline::convert(&v, *conv));
-                    match v {
-                        Some(v) => v,
-                        None => continue,
-                    }
-                }
+                Some((name, conv)) => match map.remove(name).and_then(|v| pipeline::convert(&v, *conv)) {
+                    Some(v) => v,
+                    None => return Ok(()),
+                },
                 None if bytes => len,
                 None => 1.0,
             };
             out.entry(Labels::from(map)).or_default().push((h.ts, value));
-        }
+            Ok(())
+        })?;
         for (sid, v) in plain {
             if let Some(l) = streams.get(&sid) {
                 out.entry(l.clone()).or_default().extend(v);
@@ -407,9 +572,63 @@ fn grouped(labels: &Labels, g: Option<&Grouping>) -> Labels {
 }
 
 /// Evaluates a metric expression at every step; a matrix (one sample per step per series).
+/// A scalar expression gives one series without labels.
 pub fn eval_metric(parts: &[Arc<Partition>], e: &MetricExpr, p: &MetricParams) -> Result<Vec<Series>, QueryError> {
+    match eval_value(parts, e, p)? {
+        Value::Vector(v) => Ok(v),
+        Value::Scalar(x) => {
+            let steps = ((p.end - p.start) / p.step + 1).max(0);
+            Ok(vec![Series {
+                labels: Labels::default(),
+                samples: (0..steps)
+                    .map(|i| Sample {
+                        timestamp_ms: (p.start + i * p.step).div_euclid(1_000_000),
+                        value: x,
+                    })
+                    .collect(),
+            }])
+        }
+    }
+}
+
+fn eval_value(parts: &[Arc<Partition>], e: &MetricExpr, p: &MetricParams) -> Result<Value, QueryError> {
+    match e {
+        MetricExpr::Scalar(x) => Ok(Value::Scalar(*x)),
+        MetricExpr::Binary {
+            op,
+            lhs,
+            rhs,
+            return_bool,
+            matching,
+        } => {
+            let l = eval_value(parts, lhs, p)?;
+            let r = eval_value(parts, rhs, p)?;
+            let v = binary::eval(*op, *return_bool, matching, l, r)?;
+            if let Value::Vector(v) = &v {
+                let points: usize = v.iter().map(|s| s.samples.len()).sum();
+                if points > p.max_points {
+                    return Err(exec(format!(
+                        "the query returns more than {} points (logs.limits.max_points_per_query)",
+                        p.max_points
+                    )));
+                }
+            }
+            Ok(v)
+        }
+        _ => eval_series(parts, e, p).map(Value::Vector),
+    }
+}
+
+fn eval_series(parts: &[Arc<Partition>], e: &MetricExpr, p: &MetricParams) -> Result<Vec<Series>, QueryError> {
     let steps = ((p.end - p.start) / p.step + 1).max(0) as usize;
     match e {
+        MetricExpr::Scalar(_) | MetricExpr::Binary { .. } => match eval_value(parts, e, p)? {
+            Value::Vector(v) => Ok(v),
+            Value::Scalar(_) => Err(QueryError::new(
+                QueryErrorKind::BadData,
+                "expected a vector (a range aggregation), found a scalar",
+            )),
+        },
         MetricExpr::Range {
             func,
             param,
@@ -494,7 +713,7 @@ pub fn eval_metric(parts: &[Arc<Partition>], e: &MetricExpr, p: &MetricParams) -
             grouping,
             inner,
         } => {
-            let inner = eval_metric(parts, inner, p)?;
+            let inner = eval_series(parts, inner, p)?;
             Ok(aggregate(*op, *param, grouping.as_ref(), inner))
         }
     }

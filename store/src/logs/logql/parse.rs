@@ -96,16 +96,7 @@ pub enum LabelExpr {
     },
 }
 
-/// A piece of a `line_format`/`label_format` template.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TemplatePart {
-    /// Literal text.
-    Lit(String),
-    /// `{{.name}}`
-    Label(String),
-    /// `{{__line__}}`
-    Line,
-}
+pub use super::template::{TemplatePart, parse_template};
 
 /// A piece of a `pattern` expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,6 +129,9 @@ pub enum Stage {
         value: String,
         /// The compiled pattern for `|~`/`!~`.
         re: Option<Regex>,
+        /// `|= "x" or "y"`: more texts or patterns; `|=`/`|~` keep a line matching any,
+        /// `!=`/`!~` drop a line matching any.
+        or: Vec<(String, Option<Regex>)>,
     },
     /// `| json`
     Json,
@@ -265,6 +259,94 @@ pub enum MetricExpr {
         /// The inner expression.
         inner: Box<MetricExpr>,
     },
+    /// A number.
+    Scalar(f64),
+    /// `a / b`, `a > bool 10`, `a * on (job) group_left (x) b`.
+    Binary {
+        /// The operator.
+        op: BinOp,
+        /// The left side.
+        lhs: Box<MetricExpr>,
+        /// The right side.
+        rhs: Box<MetricExpr>,
+        /// `bool`: comparisons return 0 or 1 instead of filtering.
+        return_bool: bool,
+        /// How series of two vectors are matched.
+        matching: VectorMatching,
+    },
+}
+
+/// Binary operators between metric expressions and scalars, as PromQL's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `%`
+    Mod,
+    /// `^`
+    Pow,
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>`
+    Gt,
+    /// `<`
+    Lt,
+    /// `>=`
+    Ge,
+    /// `<=`
+    Le,
+    /// `and`
+    And,
+    /// `or`
+    Or,
+    /// `unless`
+    Unless,
+}
+
+impl BinOp {
+    /// `==`, `!=`, `>`, `<`, `>=`, `<=`.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Lt | BinOp::Ge | BinOp::Le
+        )
+    }
+    /// `and`, `or`, `unless`.
+    pub fn is_set(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or | BinOp::Unless)
+    }
+    /// Precedence (higher binds tighter) and right associativity, as PromQL.
+    fn precedence(self) -> (u8, bool) {
+        match self {
+            BinOp::Pow => (6, true),
+            BinOp::Mul | BinOp::Div | BinOp::Mod => (5, false),
+            BinOp::Add | BinOp::Sub => (4, false),
+            BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Lt | BinOp::Ge | BinOp::Le => (3, false),
+            BinOp::And | BinOp::Unless => (2, false),
+            BinOp::Or => (1, false),
+        }
+    }
+}
+
+/// `on (...)`/`ignoring (...)` and `group_left (...)`/`group_right (...)`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VectorMatching {
+    /// `on` rather than `ignoring`.
+    pub on: bool,
+    /// The labels of `on`/`ignoring`.
+    pub labels: Vec<String>,
+    /// `group_left` (`Some(true)`) or `group_right` (`Some(false)`).
+    pub group_left: Option<bool>,
+    /// The labels the group modifier copies from the "one" side.
+    pub include: Vec<String>,
 }
 
 /// A LogQL expression.
@@ -340,65 +422,27 @@ fn anchored(pattern: &str) -> Result<Regex, String> {
     Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("invalid regex {pattern:?}: {e}"))
 }
 
-/// Parses a template: `{{.name}}`, `{{ .name }}`, `{{__line__}}`.
-pub fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
-    let mut out = Vec::new();
-    let mut rest = t;
-    while let Some(i) = rest.find("{{") {
-        if i > 0 {
-            out.push(TemplatePart::Lit(rest[..i].to_string()));
-        }
-        let end = rest[i..]
-            .find("}}")
-            .ok_or_else(|| format!("template {t:?}: unclosed {{{{"))?;
-        let inner = rest[i + 2..i + end]
-            .trim()
-            .trim_start_matches('-')
-            .trim_end_matches('-')
-            .trim();
-        if inner == "__line__" {
-            out.push(TemplatePart::Line);
-        } else if let Some(name) = inner.strip_prefix('.') {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "template {t:?}: only {{{{.label}}}} and {{{{__line__}}}} are supported"
-                ));
-            }
-            out.push(TemplatePart::Label(name.to_string()));
-        } else {
-            return Err(format!(
-                "template {t:?}: {inner:?} is not supported (only {{{{.label}}}} and {{{{__line__}}}})"
-            ));
-        }
-        rest = &rest[i + end + 2..];
-    }
-    if !rest.is_empty() {
-        out.push(TemplatePart::Lit(rest.to_string()));
-    }
-    Ok(out)
-}
-
 /// Parses a `pattern` expression.
 pub fn parse_pattern(t: &str) -> Result<Vec<PatternPart>, String> {
     let mut out = Vec::new();
     let mut rest = t;
     let mut lit = String::new();
     while !rest.is_empty() {
-        if rest.starts_with('<') {
-            if let Some(end) = rest.find('>') {
-                let name = &rest[1..end];
-                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    if !lit.is_empty() {
-                        out.push(PatternPart::Lit(std::mem::take(&mut lit)));
-                    }
-                    if matches!(out.last(), Some(PatternPart::Capture(_))) {
-                        return Err(format!("pattern {t:?}: two captures need literal text between them"));
-                    }
-                    out.push(PatternPart::Capture((name != "_").then(|| name.to_string())));
-                    rest = &rest[end + 1..];
-                    continue;
-                }
+        if rest.starts_with('<')
+            && let Some(end) = rest.find('>')
+            && !rest[1..end].is_empty()
+            && rest[1..end].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            let name = &rest[1..end];
+            if !lit.is_empty() {
+                out.push(PatternPart::Lit(std::mem::take(&mut lit)));
             }
+            if matches!(out.last(), Some(PatternPart::Capture(_))) {
+                return Err(format!("pattern {t:?}: two captures need literal text between them"));
+            }
+            out.push(PatternPart::Capture((name != "_").then(|| name.to_string())));
+            rest = &rest[end + 1..];
+            continue;
         }
         let c = rest.chars().next().unwrap_or(' ');
         lit.push(c);
@@ -700,15 +744,21 @@ impl Parser<'_> {
             .find(|(t, _)| r.starts_with(t));
             if let Some((t, op)) = filter {
                 self.pos += t.len();
+                let compile = |value: &str| {
+                    matches!(op, FilterOp::Regex | FilterOp::NotRegex)
+                        .then(|| Regex::new(value).map_err(|e| format!("invalid regex {value:?}: {e}")))
+                        .transpose()
+                };
                 let value = self.string()?;
-                let re = matches!(op, FilterOp::Regex | FilterOp::NotRegex)
-                    .then(|| Regex::new(&value).map_err(|e| format!("invalid regex {value:?}: {e}")))
-                    .transpose()?;
-                log.stages.push(Stage::LineFilter { op, value, re });
-                // `|= "a" or "b"` is not supported; say so.
-                if self.peek_ident() == "or" {
-                    return Err(self.err("a stage (`or` between line filters is not supported)"));
+                let re = compile(&value)?;
+                let mut or = Vec::new();
+                while self.peek_ident() == "or" {
+                    self.eat("or");
+                    let v = self.string()?;
+                    let r = compile(&v)?;
+                    or.push((v, r));
                 }
+                log.stages.push(Stage::LineFilter { op, value, re, or });
                 continue;
             }
             if !r.starts_with('|') {
@@ -839,10 +889,112 @@ impl Parser<'_> {
     }
 
     fn metric(&mut self) -> Result<MetricExpr, String> {
+        self.binary(0)
+    }
+
+    fn binop(&mut self) -> Option<BinOp> {
+        self.ws();
+        let symbols = [
+            ("==", BinOp::Eq),
+            ("!=", BinOp::Ne),
+            (">=", BinOp::Ge),
+            ("<=", BinOp::Le),
+            (">", BinOp::Gt),
+            ("<", BinOp::Lt),
+            ("^", BinOp::Pow),
+            ("*", BinOp::Mul),
+            ("/", BinOp::Div),
+            ("%", BinOp::Mod),
+            ("+", BinOp::Add),
+            ("-", BinOp::Sub),
+        ];
+        for (t, op) in symbols {
+            if self.rest().starts_with(t) {
+                self.pos += t.len();
+                return Some(op);
+            }
+        }
+        let op = match self.peek_ident().as_str() {
+            "and" => BinOp::And,
+            "or" => BinOp::Or,
+            "unless" => BinOp::Unless,
+            _ => return None,
+        };
+        self.ident().ok()?;
+        Some(op)
+    }
+
+    fn names(&mut self) -> Result<Vec<String>, String> {
+        self.expect("(")?;
+        let mut out = Vec::new();
+        if self.eat(")") {
+            return Ok(out);
+        }
+        loop {
+            out.push(self.ident()?);
+            if !self.eat(",") {
+                break;
+            }
+        }
+        self.expect(")")?;
+        Ok(out)
+    }
+
+    /// Precedence climbing over binary operators.
+    fn binary(&mut self, min: u8) -> Result<MetricExpr, String> {
+        let mut lhs = self.metric_primary()?;
+        loop {
+            let save = self.pos;
+            let Some(op) = self.binop() else { break };
+            let (prec, right) = op.precedence();
+            if prec < min {
+                self.pos = save;
+                break;
+            }
+            let return_bool = self.peek_ident() == "bool" && self.ident().is_ok();
+            if return_bool && !op.is_comparison() {
+                return Err(self.err("bool only after a comparison operator"));
+            }
+            let mut matching = VectorMatching::default();
+            let w = self.peek_ident();
+            if w == "on" || w == "ignoring" {
+                matching.on = w == "on";
+                self.ident()?;
+                matching.labels = self.names()?;
+            }
+            let w = self.peek_ident();
+            if w == "group_left" || w == "group_right" {
+                if op.is_set() {
+                    return Err(self.err("no group modifier with and, or, unless"));
+                }
+                matching.group_left = Some(w == "group_left");
+                self.ident()?;
+                self.ws();
+                if self.peek() == Some('(') {
+                    matching.include = self.names()?;
+                }
+            }
+            let rhs = self.binary(if right { prec } else { prec + 1 })?;
+            lhs = MetricExpr::Binary {
+                op,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+                return_bool,
+                matching,
+            };
+        }
+        Ok(lhs)
+    }
+
+    fn metric_primary(&mut self) -> Result<MetricExpr, String> {
         if self.eat("(") {
             let e = self.metric()?;
             self.expect(")")?;
             return Ok(e);
+        }
+        self.ws();
+        if self.peek().is_some_and(|c| c.is_ascii_digit() || c == '.' || c == '-') {
+            return Ok(MetricExpr::Scalar(self.number()?));
         }
         let name = self.ident()?;
         let range_fn = match name.as_str() {
@@ -969,6 +1121,11 @@ mod tests {
             r#"quantile_over_time(0.99, {job="a"} | logfmt | unwrap duration(took) [5m]) by (job)"#,
             r#"sum(bytes_rate({job="a"}[5m])) by (job)"#,
             r#"absent_over_time({job="nope"}[1m])"#,
+            r#"{job="a"} |= "x" or "y" != "z" or `w` |~ "a+" or "b+""#,
+            r#"sum(rate({a="b"}[1m])) / sum(rate({a="b"}[1m])) > bool 0.5"#,
+            r#"count_over_time({a="b"}[1m]) * on (a) group_left (c) count_over_time({c="d"}[1m]) + 2 ^ 3 ^ 2"#,
+            r#"1 - -2 * 3"#,
+            r#"count_over_time({a="b"}[1m]) > 10 or count_over_time({a="b"}[1m]) unless ignoring (x) rate({a="c"}[1m])"#,
         ] {
             parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
         }
@@ -980,8 +1137,31 @@ mod tests {
             r#"foo({a="b"}[5m])"#,
             r#"{a="b"} |~ "(""#,
             r#"count_over_time({a="b"}[5])"#,
+            r#"count_over_time({a="b"}[5m]) + bool 1"#,
+            r#"count_over_time({a="b"}[5m]) and group_left count_over_time({a="b"}[5m])"#,
+            r#"count_over_time({a="b"}[5m]) >"#,
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+        // precedence: 1 + 2 * 3 ^ 2 ^ 0.5 parses as 1 + (2 * (3 ^ (2 ^ 0.5)))
+        let Ok(Expr::Metric(MetricExpr::Binary {
+            op: BinOp::Add, rhs, ..
+        })) = parse("1 + 2 * 3 ^ 2 ^ 0.5")
+        else {
+            panic!("precedence")
+        };
+        let MetricExpr::Binary {
+            op: BinOp::Mul, rhs, ..
+        } = *rhs
+        else {
+            panic!("*")
+        };
+        let MetricExpr::Binary {
+            op: BinOp::Pow, rhs, ..
+        } = *rhs
+        else {
+            panic!("^")
+        };
+        assert!(matches!(*rhs, MetricExpr::Binary { op: BinOp::Pow, .. }));
     }
 }

@@ -14,12 +14,15 @@ pub const ERROR_LABEL: &str = "__error__";
 pub fn run(stages: &[Stage], line: &mut String, labels: &mut LabelMap) -> Option<()> {
     for stage in stages {
         match stage {
-            Stage::LineFilter { op, value, re } => {
+            Stage::LineFilter { op, value, re, or } => {
+                let hit = |value: &str, re: &Option<regex::Regex>| match op {
+                    FilterOp::Contains | FilterOp::NotContains => line.contains(value),
+                    FilterOp::Regex | FilterOp::NotRegex => re.as_ref().is_some_and(|r| r.is_match(line)),
+                };
+                let any = hit(value, re) || or.iter().any(|(v, r)| hit(v, r));
                 let keep = match op {
-                    FilterOp::Contains => line.contains(value.as_str()),
-                    FilterOp::NotContains => !line.contains(value.as_str()),
-                    FilterOp::Regex => re.as_ref().is_some_and(|r| r.is_match(line)),
-                    FilterOp::NotRegex => !re.as_ref().is_some_and(|r| r.is_match(line)),
+                    FilterOp::Contains | FilterOp::Regex => any,
+                    FilterOp::NotContains | FilterOp::NotRegex => !any,
                 };
                 if !keep {
                     return None;
@@ -207,15 +210,7 @@ fn pattern(parts: &[PatternPart], line: &str, labels: &mut LabelMap) {
 }
 
 fn render(t: &[TemplatePart], line: &str, labels: &LabelMap) -> String {
-    let mut out = String::new();
-    for p in t {
-        match p {
-            TemplatePart::Lit(s) => out.push_str(s),
-            TemplatePart::Label(n) => out.push_str(labels.get(n).map_or("", |v| v)),
-            TemplatePart::Line => out.push_str(line),
-        }
-    }
-    out
+    super::template::render(t, line, labels)
 }
 
 /// Converts a label value for numeric filters and `unwrap`.
