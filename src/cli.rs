@@ -166,6 +166,14 @@ pub enum Command {
         client: ClientArgs,
     },
 
+    /// Check or unit-test Prometheus rule files, as promtool does.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+
+    /// Alerts and silences of the server's Alertmanager (API v2).
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+
     /// Ask the autoscaler about a service.
     #[command(subcommand)]
     Autoscaler(AutoscalerCommand),
@@ -217,6 +225,80 @@ pub struct AgentArgs {
     /// The data folder, overriding data_dir.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// `tidewatch rules ...`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check rule files: YAML, PromQL/LogQL expressions, templates. Exit 1 on the first bad
+    /// file, naming file, line and rule.
+    #[command(after_help = "Example:\n  tidewatch rules check rules/*.yml")]
+    Check {
+        /// The rule files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run unit tests written in promtool's format (`rule_files`, `tests` with `input_series`,
+    /// `alert_rule_test`, `promql_expr_test`). Exit 1 when one fails.
+    #[command(after_help = "Example:\n  tidewatch rules test tests/alerts_test.yml")]
+    Test {
+        /// The test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `tidewatch alerts ...`.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// List the alerts the Alertmanager holds: state, labels, since when.
+    #[command(after_help = "Example:\n  tidewatch alerts list")]
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create, list and expire silences.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+}
+
+/// `tidewatch alerts silence ...`.
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Silence the alerts that match every matcher, for a while; prints the silence's id.
+    #[command(
+        after_help = "Examples:\n  tidewatch alerts silence add alertname=HighLatency --duration 2h --comment 'deploying'\n  tidewatch alerts silence add 'instance=~\"web-.*\"' severity!=critical"
+    )]
+    Add {
+        /// Matchers: name=value, name!=value, name=~regex, name!~regex.
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long from now.
+        #[arg(long, default_value = "1h")]
+        duration: tidewatch_model::Duration,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List silences (active, pending and expired).
+    #[command(after_help = "Example:\n  tidewatch alerts silence list")]
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Expire a silence now.
+    #[command(after_help = "Example:\n  tidewatch alerts silence expire 6f7c2d1e-...")]
+    Expire {
+        /// The silence's id.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `tidewatch autoscaler ...`.

@@ -102,6 +102,168 @@ pub fn print_text(server: &str, path: &str, timeout: Duration) -> anyhow::Result
     Ok(())
 }
 
+/// Sends a JSON request to an Alertmanager API v2 path and returns the JSON answer (API v2
+/// answers bare JSON, no envelope; errors are a JSON string or text).
+fn am_request(
+    server: &str,
+    timeout: Duration,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
+    let client = Client::new(server, timeout);
+    let url = format!("{}{}", client.base, path);
+    let sent = match (method, body) {
+        ("POST", Some(b)) => client
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(b.to_string()),
+        ("DELETE", _) => client.agent.delete(&url).call(),
+        _ => client.agent.get(&url).call(),
+    };
+    let mut resp = sent.with_context(|| format!("cannot reach {url}: is the server running? (--server)"))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .read_to_string()
+        .with_context(|| format!("reading the answer of {url}"))?;
+    if !(200..300).contains(&status) {
+        bail!("{method} {url}: HTTP {status}: {}", clip(text.trim()));
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `tidewatch alerts list`.
+pub fn alerts_list(server: &str, timeout: Duration) -> anyhow::Result<()> {
+    let alerts = am_request(server, timeout, "GET", "/api/v2/alerts", None)?;
+    let mut out = String::new();
+    let rows: Vec<(String, String, String)> = alerts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["status"]["state"].as_str().unwrap_or("").to_string(),
+                a["startsAt"].as_str().unwrap_or("").to_string(),
+                series_name(&a["labels"]),
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "{:<12} {:<30} LABELS", "STATE", "SINCE");
+    for (state, since, labels) in &rows {
+        let _ = writeln!(out, "{state:<12} {since:<30} {labels}");
+    }
+    if rows.is_empty() {
+        let _ = writeln!(out, "(no alerts)");
+    }
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+/// Parses `name=value`, `name!=value`, `name=~regex`, `name!~regex` (the value may be quoted)
+/// into an API v2 matcher.
+fn parse_matcher(text: &str) -> anyhow::Result<Value> {
+    let ops = [
+        ("!=", false, false),
+        ("=~", true, true),
+        ("!~", true, false),
+        ("=", false, true),
+    ];
+    let (at, (op, is_regex, is_equal)) = ops
+        .iter()
+        .filter_map(|o| text.find(o.0).map(|i| (i, *o)))
+        .min_by_key(|(i, o)| (*i, std::cmp::Reverse(o.0.len())))
+        .ok_or_else(|| {
+            anyhow::anyhow!("matcher {text:?}: expected name=value, name!=value, name=~regex or name!~regex")
+        })?;
+    let name = text[..at].trim();
+    let raw = text[at + op.len()..].trim();
+    let value = if raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') {
+        serde_json::from_str::<String>(raw).with_context(|| format!("matcher {text:?}: bad quoted value"))?
+    } else {
+        raw.to_string()
+    };
+    if name.is_empty() || tidewatch_model::validate_label_name(name).is_err() {
+        bail!("matcher {text:?}: {name:?} is not a label name");
+    }
+    Ok(serde_json::json!({"name": name, "value": value, "isRegex": is_regex, "isEqual": is_equal}))
+}
+
+/// `tidewatch alerts silence add`.
+pub fn silence_add(
+    server: &str,
+    timeout: Duration,
+    matchers: &[String],
+    duration: Duration,
+    comment: &str,
+    author: Option<String>,
+) -> anyhow::Result<()> {
+    let matchers = matchers
+        .iter()
+        .map(|m| parse_matcher(m))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let now = SystemTime::now();
+    let body = serde_json::json!({
+        "matchers": matchers,
+        "startsAt": humantime::format_rfc3339_millis(now).to_string(),
+        "endsAt": humantime::format_rfc3339_millis(now + duration).to_string(),
+        "createdBy": author.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "tidewatch".into()),
+        "comment": comment,
+    });
+    let answer = am_request(server, timeout, "POST", "/api/v2/silences", Some(&body))?;
+    println!("{}", answer["silenceID"].as_str().unwrap_or(""));
+    Ok(())
+}
+
+/// `tidewatch alerts silence list`.
+pub fn silence_list(server: &str, timeout: Duration) -> anyhow::Result<()> {
+    let silences = am_request(server, timeout, "GET", "/api/v2/silences", None)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<38} {:<9} {:<26} {:<12} MATCHERS", "ID", "STATE", "ENDS", "BY");
+    for s in silences.as_array().into_iter().flatten() {
+        let matchers: Vec<String> = s["matchers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let op = match (
+                    m["isRegex"].as_bool().unwrap_or(false),
+                    m["isEqual"].as_bool().unwrap_or(true),
+                ) {
+                    (false, true) => "=",
+                    (false, false) => "!=",
+                    (true, true) => "=~",
+                    (true, false) => "!~",
+                };
+                format!(
+                    "{}{op}{}",
+                    m["name"].as_str().unwrap_or(""),
+                    serde_json::to_string(&m["value"]).unwrap_or_default()
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<38} {:<9} {:<26} {:<12} {}",
+            s["id"].as_str().unwrap_or(""),
+            s["status"]["state"].as_str().unwrap_or(""),
+            s["endsAt"].as_str().unwrap_or(""),
+            s["createdBy"].as_str().unwrap_or(""),
+            matchers.join(" ")
+        );
+    }
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+/// `tidewatch alerts silence expire`.
+pub fn silence_expire(server: &str, timeout: Duration, id: &str) -> anyhow::Result<()> {
+    am_request(server, timeout, "DELETE", &format!("/api/v2/silence/{id}"), None)?;
+    println!("expired {id}");
+    Ok(())
+}
+
 fn clip(s: &str) -> &str {
     match s.char_indices().nth(200) {
         Some((i, _)) => &s[..i],
@@ -464,6 +626,21 @@ mod tests {
         assert_ne!(rows[0].chars().nth(12), Some(' '), "{out}");
         assert_ne!(rows[0].chars().last(), Some(' '), "{out}");
         assert!(out.contains("up{job=\"a\"}") && out.contains("{job=\"b\"}"), "{out}");
+    }
+
+    #[test]
+    fn silence_matchers_parse_in_all_four_forms() {
+        let m = |t: &str| parse_matcher(t).unwrap();
+        assert_eq!(m("alertname=Down")["isEqual"], true);
+        assert_eq!(m("job!=api")["isEqual"], false);
+        let re = m(r#"instance=~"web-.*""#);
+        assert_eq!(
+            (re["isRegex"].as_bool(), re["value"].as_str()),
+            (Some(true), Some("web-.*"))
+        );
+        assert_eq!(m("a!~b=c")["value"], "b=c");
+        assert!(parse_matcher("novalue").is_err());
+        assert!(parse_matcher("1x=y").is_err());
     }
 
     #[test]

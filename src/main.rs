@@ -11,6 +11,7 @@ mod import;
 mod logging;
 mod parts;
 mod reload;
+mod rules_cli;
 mod run;
 mod self_metrics;
 
@@ -140,6 +141,42 @@ fn main() -> ExitCode {
                 tidewatch_scheduler::cli::events(url, service.as_deref(), out)
             });
         }
+        Command::Rules(cli::RulesCommand::Check { files }) => {
+            return rules_cli::check(&files).map_or_else(|e| fail(&e), exit_for);
+        }
+        Command::Rules(cli::RulesCommand::Test { files }) => {
+            return rules_cli::test(&files).map_or_else(|e| fail(&e), exit_for);
+        }
+        Command::Alerts(command) => {
+            use cli::{AlertsCommand, SilenceCommand};
+            let (server, timeout) = match &command {
+                AlertsCommand::List { client }
+                | AlertsCommand::Silence(SilenceCommand::Add { client, .. })
+                | AlertsCommand::Silence(SilenceCommand::List { client })
+                | AlertsCommand::Silence(SilenceCommand::Expire { client, .. }) => {
+                    (client.server.clone(), client.timeout.as_std())
+                }
+            };
+            let server = match server_url(cli.config, server) {
+                Ok(server) => server,
+                Err(e) => return fail(&e),
+            };
+            let result = match command {
+                AlertsCommand::List { .. } => client::alerts_list(&server, timeout),
+                AlertsCommand::Silence(SilenceCommand::Add {
+                    matchers,
+                    duration,
+                    comment,
+                    author,
+                    ..
+                }) => client::silence_add(&server, timeout, &matchers, duration.as_std(), &comment, author),
+                AlertsCommand::Silence(SilenceCommand::List { .. }) => client::silence_list(&server, timeout),
+                AlertsCommand::Silence(SilenceCommand::Expire { id, .. }) => {
+                    client::silence_expire(&server, timeout, &path_segment(&id))
+                }
+            };
+            return result.map_or_else(|e| fail(&e), |()| ExitCode::SUCCESS);
+        }
         Command::Autoscaler(cli::AutoscalerCommand::Explain { service, client }) => {
             let server = match server_url(cli.config, client.server) {
                 Ok(server) => server,
@@ -241,6 +278,11 @@ fn scheduler_cli(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// Exit status of a check: 0 when everything passed, 1 otherwise.
+fn exit_for(passed: bool) -> ExitCode {
+    if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 /// Percent-encodes a name for use as one URL path segment.

@@ -1,12 +1,16 @@
-//! The server parts that sit on top of the store: the scheduler with its autoscaler (and,
-//! once configured, the alert engine). Each is started here from the configuration, gets its
-//! routes merged, follows configuration reloads, and is stopped before the store closes.
+//! The server parts that sit on top of the store: the alert engine (rules and the
+//! Alertmanager) and the scheduler with its autoscaler. Each is started here from the
+//! configuration, gets its routes merged, follows configuration reloads, and is stopped before
+//! the store closes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use prometheus_client::registry::Registry;
+use tidewatch_alertmanager::AlertSink;
+use tidewatch_alertmanager::notify::Alertmanager;
+use tidewatch_alertmanager::rules::RuleManager;
 use tidewatch_autoscaler::{Autoscaler, Policy};
 use tidewatch_model::{Appender, Query, Replicas};
 use tidewatch_scheduler::Scheduler;
@@ -23,6 +27,13 @@ pub struct Parts {
     pub routes: Router,
     /// Metrics of the parts.
     pub registry: Registry,
+    /// Told of every acknowledged write, so rules without `for` fire without waiting for
+    /// their group's next tick.
+    pub rules: Option<RuleManager>,
+    /// Cancelled last: rule evaluation and notifications stop (notification log and silences
+    /// are on disk already).
+    alerts_stop: CancellationToken,
+    alerts_tasks: Vec<JoinHandle<()>>,
     /// Cancelled first at shutdown: the autoscaler stops deciding.
     autoscaler_stop: CancellationToken,
     autoscaler_task: Option<JoinHandle<()>>,
@@ -43,6 +54,10 @@ impl Parts {
         for t in self.scheduler_tasks {
             let _ = t.await;
         }
+        self.alerts_stop.cancel();
+        for t in self.alerts_tasks {
+            let _ = t.await;
+        }
     }
 }
 
@@ -51,34 +66,167 @@ fn wants_scheduler(config: &Config) -> bool {
     !config.scheduler.services.is_empty() || config.scheduler.services_dir.is_some()
 }
 
-/// Starts the scheduler and the autoscaler when services are configured. A scheduler that
-/// cannot reach Docker is logged and left out: metrics, logs and queries still run.
+/// The query interfaces the parts read through.
+pub struct Queries {
+    /// PromQL or LogQL, told apart by the expression (the autoscaler's policies).
+    pub any: Arc<dyn Query>,
+    /// PromQL only (rule expressions the rule engine takes for PromQL).
+    pub promql: Arc<dyn Query>,
+    /// LogQL only (rules the rule engine takes for LogQL, as Loki's ruler runs them).
+    pub logql: Arc<dyn Query>,
+}
+
+/// Starts the alert engine, and the scheduler with the autoscaler when services are
+/// configured. A scheduler that cannot reach Docker is logged and left out, as is a broken
+/// alertmanager.yml or rule file: metrics, logs and queries still run.
 pub async fn start(
     config: &Config,
-    mut config_rx: watch::Receiver<Arc<Config>>,
-    query: Arc<dyn Query>,
+    config_dir: std::path::PathBuf,
+    config_rx: watch::Receiver<Arc<Config>>,
+    queries: Queries,
     appender: Arc<dyn Appender>,
-) -> Parts {
+) -> anyhow::Result<Parts> {
     let mut parts = Parts {
         routes: Router::new(),
         registry: Registry::default(),
+        rules: None,
+        alerts_stop: CancellationToken::new(),
+        alerts_tasks: Vec::new(),
         autoscaler_stop: CancellationToken::new(),
         autoscaler_task: None,
         scheduler_stop: CancellationToken::new(),
         scheduler_tasks: Vec::new(),
     };
+    start_alerts(
+        &mut parts,
+        config,
+        config_dir,
+        config_rx.clone(),
+        &queries,
+        appender.clone(),
+    )?;
+    start_services(&mut parts, config, config_rx, queries.any, appender).await;
+    Ok(parts)
+}
+
+/// The Alertmanager (API v2, routing, receivers; its state in `<data_dir>/alerts`) and the rule
+/// engine, which hands it its alerts in process.
+fn start_alerts(
+    parts: &mut Parts,
+    config: &Config,
+    config_dir: std::path::PathBuf,
+    mut config_rx: watch::Receiver<Arc<Config>>,
+    queries: &Queries,
+    appender: Arc<dyn Appender>,
+) -> anyhow::Result<()> {
+    // A relative alertmanager.yml path is taken from the configuration's folder.
+    let settings = {
+        let dir = config_dir.clone();
+        move |s: &tidewatch_alertmanager::notify::NotifySettings| {
+            let mut s = s.clone();
+            s.config_file = s.config_file.map(|f| if f.is_relative() { dir.join(f) } else { f });
+            s
+        }
+    };
+    let am_config = settings(&config.alertmanager)
+        .load()
+        .map_err(|e| anyhow::anyhow!("alertmanager: {e}"))?;
+    let am = Alertmanager::open(&config.data_dir.join("alerts"), am_config).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the alert state in {}: {e}",
+            config.data_dir.join("alerts").display()
+        )
+    })?;
+    am.register_metrics(&mut parts.registry);
+    parts.routes = parts
+        .routes
+        .clone()
+        .merge(tidewatch_alertmanager::notify::router(am.clone()));
+    parts
+        .alerts_tasks
+        .push(tokio::spawn(am.clone().run(parts.alerts_stop.clone())));
+
+    let rules = RuleManager::new(
+        queries.promql.clone(),
+        Some(queries.logql.clone()),
+        appender,
+        am.clone() as Arc<dyn AlertSink>,
+        config.rules.clone(),
+    );
+    let load = move |rules: &RuleManager| {
+        let rules = rules.clone();
+        let dir = config_dir.clone();
+        async move {
+            match rules.resolve_files(&dir) {
+                Err(e) => warn!(error = %e, "rule files not loaded"),
+                Ok(paths) => match rules.load_files(&paths).await {
+                    Ok(n) => info!(files = paths.len(), rules = n, "rules loaded"),
+                    Err(errors) => {
+                        for e in errors {
+                            error!(error = %e, "rule file refused; the rules in force stay");
+                        }
+                    }
+                },
+            }
+        }
+    };
+    parts.routes = parts
+        .routes
+        .clone()
+        .merge(tidewatch_alertmanager::rules::router(rules.clone()));
+    parts
+        .alerts_tasks
+        .push(tokio::spawn(rules.clone().run(parts.alerts_stop.clone())));
+    parts.rules = Some(rules.clone());
+
+    // Reloads re-read the rule files (the globs of `rules.files` are those of the start) and
+    // the alertmanager.yml.
+    let stop = parts.alerts_stop.clone();
+    parts.alerts_tasks.push(tokio::spawn(async move {
+        load(&rules).await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = config_rx.changed() => if changed.is_err() { return },
+            }
+            let current = settings(&config_rx.borrow_and_update().alertmanager);
+            match current.load() {
+                Ok(file) => {
+                    if let Err(e) = am.reload(file) {
+                        error!(error = %e, "alertmanager configuration refused; the one in force stays");
+                    }
+                }
+                Err(e) => error!(error = %e, "alertmanager configuration refused; the one in force stays"),
+            }
+            load(&rules).await;
+        }
+    }));
+    Ok(())
+}
+
+/// The scheduler and the autoscaler, when services are configured.
+async fn start_services(
+    parts: &mut Parts,
+    config: &Config,
+    mut config_rx: watch::Receiver<Arc<Config>>,
+    query: Arc<dyn Query>,
+    appender: Arc<dyn Appender>,
+) {
     if !wants_scheduler(config) {
         info!("no services configured (scheduler.services, scheduler.services_dir): scheduler and autoscaler off");
-        return parts;
+        return;
     }
     let scheduler = match Scheduler::open(&config.data_dir, config.scheduler.clone(), Some(appender.clone())).await {
         Ok(s) => s,
         Err(e) => {
             error!(error = %e, "cannot start the scheduler; services are not run until the next start");
-            return parts;
+            return;
         }
     };
-    parts.routes = parts.routes.merge(tidewatch_scheduler::router(scheduler.clone()));
+    parts.routes = parts
+        .routes
+        .clone()
+        .merge(tidewatch_scheduler::router(scheduler.clone()));
     let stop = parts.scheduler_stop.clone();
     parts
         .scheduler_tasks
@@ -92,7 +240,7 @@ pub async fn start(
     autoscaler.register(&mut parts.registry);
     let mut applied = HashMap::new();
     apply_policies(&autoscaler, &scheduler, &mut applied);
-    parts.routes = parts.routes.merge(autoscaler.clone().router());
+    parts.routes = parts.routes.clone().merge(autoscaler.clone().router());
     parts.autoscaler_task = Some(tokio::spawn(autoscaler.clone().run(parts.autoscaler_stop.clone())));
 
     // Follow reloads: the main file's inline services, and the services folder, whose specs
@@ -118,7 +266,6 @@ pub async fn start(
             apply_policies(&autoscaler, &scheduler, &mut applied);
         }
     }));
-    parts
 }
 
 /// Hands the `autoscale` sections of the specs to the autoscaler when they changed.

@@ -117,6 +117,13 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
         warn!(%listen, "listening beyond loopback: the write and admin APIs have no authentication");
     }
 
+    // Rule files and other relative paths of the configuration are taken from its folder.
+    let config_dir = source
+        .path
+        .as_deref()
+        .and_then(|p| p.parent())
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| std::path::PathBuf::from("."), |p| p.to_path_buf());
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let reloader = tokio::spawn(reload::run(
@@ -187,16 +194,37 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
         routes = routes.merge(promql::http::routes(engine.clone(), store.clone()));
         routes = routes.merge(tidewatch_store::logs::routes(logs.clone()));
         readiness.ready("storage");
-        let query = Arc::new(QueryRouter {
-            promql: engine,
-            logs: logs.clone(),
-        });
+        let queries = parts::Queries {
+            any: Arc::new(QueryRouter {
+                promql: tidewatch_store::PromqlQuery(engine.clone()),
+                logs: logs.clone(),
+            }),
+            promql: Arc::new(tidewatch_store::PromqlQuery(engine)),
+            logql: logs.clone(),
+        };
         let appender = Arc::new(Storage {
             metrics: store.clone(),
             logs: logs.clone(),
         });
-        let mut started = parts::start(&config, state_config.clone(), query, appender).await;
+        let mut started = parts::start(&config, config_dir.clone(), state_config.clone(), queries, appender).await?;
         routes = routes.merge(std::mem::take(&mut started.routes));
+        if let Some(rules) = started.rules.clone() {
+            // Rules without `for` are evaluated as soon as a write that may make them true is
+            // acknowledged, not at their group's next tick.
+            routes = routes.layer(axum::middleware::from_fn(
+                move |request: Request, next: axum::middleware::Next| {
+                    let rules = rules.clone();
+                    async move {
+                        let ingest = matches!(request.uri().path(), "/api/v1/write" | "/loki/api/v1/push");
+                        let response = next.run(request).await;
+                        if ingest && response.status().is_success() {
+                            rules.notify_ingested();
+                        }
+                        response
+                    }
+                },
+            ));
+        }
         registries
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -36,13 +36,28 @@ fn query_prints_tables_json_and_charts_and_names_the_error_of_a_bad_query() {
     assert_eq!(json["resultType"], "vector");
     assert_eq!(json["result"][0]["value"][1], "7");
 
-    let (ok, out, err) = client(&server, &["query", "vector(time())", "--range", "10m", "--step", "1m", "-o", "chart"]);
+    let (ok, out, err) = client(
+        &server,
+        &[
+            "query",
+            "vector(time())",
+            "--range",
+            "10m",
+            "--step",
+            "1m",
+            "-o",
+            "chart",
+        ],
+    );
     assert!(ok, "{err}");
     // A rising line: the top row has dots at its right end, the bottom row at its left end.
     let rows: Vec<&str> = out.lines().filter(|l| l.contains('┤')).collect();
     assert_eq!(rows.len(), 16, "{out}");
     let plot = |row: &str| row.split('┤').nth(1).unwrap().trim_end().to_string();
-    assert!(plot(rows[0]).chars().count() > plot(rows[15]).trim_start().chars().count(), "{out}");
+    assert!(
+        plot(rows[0]).chars().count() > plot(rows[15]).trim_start().chars().count(),
+        "{out}"
+    );
     assert!(plot(rows[15]).starts_with(|c: char| c != ' '), "{out}");
 
     let (ok, _, err) = client(&server, &["query", "sum(("]);

@@ -100,7 +100,10 @@ fn grafana_datasource_requests_get_prometheus_shaped_answers() {
         v["data"]["seriesCountByMetricName"],
         serde_json::json!([{"name": "http_requests_total", "value": 4}])
     );
-    assert_eq!(v["data"]["labelValueCountByLabelName"][0], serde_json::json!({"name": "instance", "value": 2}));
+    assert_eq!(
+        v["data"]["labelValueCountByLabelName"][0],
+        serde_json::json!({"name": "instance", "value": 2})
+    );
 
     // Label names and values, with and without match[].
     let (_, v) = json(server.get("/api/v1/labels"));

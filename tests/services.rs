@@ -173,7 +173,9 @@ scheduler:
 /// explains both steps.
 #[test]
 fn cpu_load_through_the_endpoint_scales_a_service_out_and_back_in() {
-    let Some(docker) = require_docker("up_cpu_autoscale") else { return };
+    let Some(docker) = require_docker("up_cpu_autoscale") else {
+        return;
+    };
     let service = "tw-e2e-burn";
     let endpoint = tidewatch_testkit::free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -251,10 +253,16 @@ scheduler:
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let served: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
     let explain = cli(&server, &["autoscaler", "explain", service]);
-    assert!(scaled_out, "never scaled out to 4 under load ({served} requests served):\n{explain}");
+    assert!(
+        scaled_out,
+        "never scaled out to 4 under load ({served} requests served):\n{explain}"
+    );
     assert!(served > 0);
     assert!(explain.contains("cpu"), "{explain}");
-    assert!(explain.contains("2→4") || explain.contains("2→3") || explain.contains("3→4"), "{explain}");
+    assert!(
+        explain.contains("2→4") || explain.contains("2→3") || explain.contains("3→4"),
+        "{explain}"
+    );
 
     // No load: back to the minimum of 2 after the 5 s window.
     assert!(

@@ -39,6 +39,10 @@ pub struct Config {
     pub log: LogConfig,
     /// The browser UI's dashboards: a folder of YAML dashboards beside the built-in ones.
     pub dashboards: tidewatch_dashboards::DashboardsConfig,
+    /// Alerting and recording rules: Prometheus rule files, evaluated on the stored data.
+    pub rules: tidewatch_alertmanager::rules::RulesConfig,
+    /// Notifications: the alertmanager.yml that routes alerts to email and webhooks.
+    pub alertmanager: tidewatch_alertmanager::notify::NotifySettings,
     /// Services run as containers, and the Docker hosts they run on. Each service's
     /// `autoscale:` section is its autoscaling policy.
     pub scheduler: tidewatch_scheduler::SchedulerConfig,
@@ -55,6 +59,8 @@ impl Default for Config {
             logs: tidewatch_store::logs::LogsConfig::default(),
             log: LogConfig::default(),
             dashboards: tidewatch_dashboards::DashboardsConfig::default(),
+            rules: tidewatch_alertmanager::rules::RulesConfig::default(),
+            alertmanager: tidewatch_alertmanager::notify::NotifySettings::default(),
             scheduler: tidewatch_scheduler::SchedulerConfig::default(),
         }
     }

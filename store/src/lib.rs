@@ -45,8 +45,42 @@ impl Appender for Storage {
     }
 }
 
-/// PromQL and LogQL behind one [`tidewatch_model::Query`], for the alert engine and the
-/// autoscaler, whose rules and policies hold either kind of expression.
+/// The PromQL engine behind [`tidewatch_model::Query`], evaluating off the async workers
+/// (evaluation is CPU-bound).
+#[derive(Clone)]
+pub struct PromqlQuery(pub Arc<promql::Engine>);
+
+#[async_trait::async_trait]
+impl tidewatch_model::Query for PromqlQuery {
+    async fn instant(
+        &self,
+        expr: &str,
+        at_ms: i64,
+        options: &tidewatch_model::QueryOptions,
+    ) -> Result<tidewatch_model::QueryValue, tidewatch_model::QueryError> {
+        let (engine, expr, options) = (self.0.clone(), expr.to_string(), options.clone());
+        tokio::task::spawn_blocking(move || engine.evaluate(&expr, at_ms, at_ms, 0, &options, true))
+            .await
+            .unwrap_or_else(|e| Err(join_error(e)))
+    }
+
+    async fn range(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        options: &tidewatch_model::QueryOptions,
+    ) -> Result<tidewatch_model::QueryValue, tidewatch_model::QueryError> {
+        let (engine, expr, options) = (self.0.clone(), expr.to_string(), options.clone());
+        tokio::task::spawn_blocking(move || engine.evaluate(&expr, start_ms, end_ms, step_ms, &options, false))
+            .await
+            .unwrap_or_else(|e| Err(join_error(e)))
+    }
+}
+
+/// PromQL and LogQL behind one [`tidewatch_model::Query`], for the autoscaler, whose policies
+/// hold either kind of expression.
 ///
 /// An expression that parses as PromQL is PromQL; anything else goes to LogQL. The two overlap
 /// only where a LogQL metric query has a bare stream selector (`rate({app="web"}[1m])` is also
@@ -54,8 +88,8 @@ impl Appender for Storage {
 /// make it LogQL.
 #[derive(Clone)]
 pub struct QueryRouter {
-    /// The PromQL engine over the metrics store.
-    pub promql: Arc<promql::Engine>,
+    /// PromQL over the metrics store.
+    pub promql: PromqlQuery,
     /// The log store, which evaluates LogQL metric queries.
     pub logs: Arc<logs::LogStore>,
 }
@@ -75,14 +109,11 @@ impl tidewatch_model::Query for QueryRouter {
         at_ms: i64,
         options: &tidewatch_model::QueryOptions,
     ) -> Result<tidewatch_model::QueryValue, tidewatch_model::QueryError> {
-        if !Self::is_promql(expr) {
-            return self.logs.instant(expr, at_ms, options).await;
+        if Self::is_promql(expr) {
+            self.promql.instant(expr, at_ms, options).await
+        } else {
+            self.logs.instant(expr, at_ms, options).await
         }
-        // PromQL evaluation is CPU-bound: off the async workers.
-        let (engine, expr, options) = (self.promql.clone(), expr.to_string(), options.clone());
-        tokio::task::spawn_blocking(move || engine.evaluate(&expr, at_ms, at_ms, 0, &options, true))
-            .await
-            .unwrap_or_else(|e| Err(join_error(e)))
     }
 
     async fn range(
@@ -93,13 +124,11 @@ impl tidewatch_model::Query for QueryRouter {
         step_ms: i64,
         options: &tidewatch_model::QueryOptions,
     ) -> Result<tidewatch_model::QueryValue, tidewatch_model::QueryError> {
-        if !Self::is_promql(expr) {
-            return self.logs.range(expr, start_ms, end_ms, step_ms, options).await;
+        if Self::is_promql(expr) {
+            self.promql.range(expr, start_ms, end_ms, step_ms, options).await
+        } else {
+            self.logs.range(expr, start_ms, end_ms, step_ms, options).await
         }
-        let (engine, expr, options) = (self.promql.clone(), expr.to_string(), options.clone());
-        tokio::task::spawn_blocking(move || engine.evaluate(&expr, start_ms, end_ms, step_ms, &options, false))
-            .await
-            .unwrap_or_else(|e| Err(join_error(e)))
     }
 }
 
