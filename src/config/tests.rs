@@ -107,8 +107,28 @@ fn the_example_file_parses_and_covers_every_section() {
     assert_eq!(c.log, LogConfig::default());
     assert_eq!(c.metrics, tidewatch_store::metrics::MetricsConfig::default());
     assert_eq!(c.logs, tidewatch_store::logs::LogsConfig::default());
+    assert_eq!(c.collector, tidewatch_collector::agent::AgentConfig::default());
+    assert_eq!(c.rules, tidewatch_alertmanager::rules::RulesConfig::default());
+    assert_eq!(
+        c.alertmanager,
+        tidewatch_alertmanager::notify::NotifySettings::default()
+    );
+    assert_eq!(c.scheduler, tidewatch_scheduler::SchedulerConfig::default());
+    assert_eq!(c.dashboards, tidewatch_dashboards::DashboardsConfig::default());
     let text = std::fs::read_to_string(&path).unwrap();
-    for section in ["data_dir:", "server:", "agent:", "metrics:", "logs:", "log:"] {
+    for section in [
+        "data_dir:",
+        "server:",
+        "agent:",
+        "collector:",
+        "metrics:",
+        "logs:",
+        "log:",
+        "rules:",
+        "alertmanager:",
+        "scheduler:",
+        "dashboards:",
+    ] {
         assert!(text.contains(section), "tidewatch.example.yaml lacks {section}");
     }
 }
