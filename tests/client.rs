@@ -102,9 +102,17 @@ fn logs_prints_lines_of_every_matching_stream_oldest_first() {
 fn rules_check_and_test_follow_promtool_and_silences_go_through_the_alertmanager_api() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yml");
-    std::fs::write(&good, "groups:\n  - name: g\n    rules:\n      - alert: Up\n        expr: up == 0\n        for: 1m\n").unwrap();
+    std::fs::write(
+        &good,
+        "groups:\n  - name: g\n    rules:\n      - alert: Up\n        expr: up == 0\n        for: 1m\n",
+    )
+    .unwrap();
     let bad = dir.path().join("bad.yml");
-    std::fs::write(&bad, "groups:\n  - name: g\n    rules:\n      - alert: Broken\n        expr: sum(up\n").unwrap();
+    std::fs::write(
+        &bad,
+        "groups:\n  - name: g\n    rules:\n      - alert: Broken\n        expr: sum(up\n",
+    )
+    .unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_tidewatch"))
             .args(args)
@@ -120,7 +128,11 @@ fn rules_check_and_test_follow_promtool_and_silences_go_through_the_alertmanager
 
     // A promtool unit test: a passing one exits 0, a wrong expectation exits 1.
     let rules = dir.path().join("rules.yml");
-    std::fs::write(&rules, "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: up == 0\n        for: 1m\n").unwrap();
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: up == 0\n        for: 1m\n",
+    )
+    .unwrap();
     let test = |expected: &str| {
         let t = dir.path().join("test.yml");
         std::fs::write(
@@ -132,21 +144,38 @@ fn rules_check_and_test_follow_promtool_and_silences_go_through_the_alertmanager
         .unwrap();
         run(&["rules", "test", t.to_str().unwrap()])
     };
-    assert!(test("a").status.success(), "{}", String::from_utf8_lossy(&test("a").stdout));
+    assert!(
+        test("a").status.success(),
+        "{}",
+        String::from_utf8_lossy(&test("a").stdout)
+    );
     assert!(!test("b").status.success());
 
     let server = TestServer::start(&["server"]);
     server.wait_ready(READY_WITHIN).unwrap();
     let (ok, id, err) = client(
         &server,
-        &["alerts", "silence", "add", "alertname=Down", r#"job=~"a|b""#, "--duration", "2h", "--comment", "test"],
+        &[
+            "alerts",
+            "silence",
+            "add",
+            "alertname=Down",
+            r#"job=~"a|b""#,
+            "--duration",
+            "2h",
+            "--comment",
+            "test",
+        ],
     );
     assert!(ok, "{err}");
     let id = id.trim().to_string();
     assert!(!id.is_empty());
     let (ok, list, err) = client(&server, &["alerts", "silence", "list"]);
     assert!(ok, "{err}");
-    assert!(list.contains(&id) && list.contains("active") && list.contains(r#"job=~"a|b""#), "{list}");
+    assert!(
+        list.contains(&id) && list.contains("active") && list.contains(r#"job=~"a|b""#),
+        "{list}"
+    );
     let (ok, _, err) = client(&server, &["alerts", "silence", "expire", &id]);
     assert!(ok, "{err}");
     let (_, list, _) = client(&server, &["alerts", "silence", "list"]);
