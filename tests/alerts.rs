@@ -7,12 +7,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use tidewatch_model::remote_write::{Label, Sample, TimeSeries, WriteRequest};
 use tidewatch_testkit::TestServer;
 
-use crate::{EXIT_WITHIN, READY_WITHIN, eventually};
+use crate::{EXIT_WITHIN, READY_WITHIN, eventually, push_now};
 
 const PYTHON: &str = "/usr/bin/python3";
 const WAIT: Duration = Duration::from_secs(60);
@@ -114,35 +113,7 @@ impl Drop for Smtp {
 }
 
 fn push(server: &TestServer, value: f64) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-    let body = WriteRequest {
-        timeseries: vec![TimeSeries {
-            labels: vec![
-                Label {
-                    name: "__name__".into(),
-                    value: "e2e_depth".into(),
-                },
-                Label {
-                    name: "queue".into(),
-                    value: "orders".into(),
-                },
-            ],
-            samples: vec![Sample { value, timestamp: now }],
-        }],
-        metadata: Vec::new(),
-    }
-    .to_snappy();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
-    let res = agent
-        .post(server.url("/api/v1/write"))
-        .header("Content-Encoding", "snappy")
-        .send(&body[..])
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    push_now(server, &[("__name__", "e2e_depth"), ("queue", "orders")], value);
 }
 
 /// (firing, resolved) notifications the webhook received.

@@ -6,10 +6,9 @@
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tidewatch_model::remote_write::{Label, Sample, TimeSeries, WriteRequest};
 use tidewatch_testkit::{DockerTest, TestServer, require_docker};
 
-use crate::{READY_WITHIN, eventually};
+use crate::{READY_WITHIN, eventually, push_now};
 
 /// Scheduling and autoscaling take a few reconcile passes each; generous, as everywhere here.
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -31,29 +30,7 @@ fn cli(server: &TestServer, args: &[&str]) -> String {
 
 /// Sets `e2e_queue_depth` to `value` now (a gauge the policy reads).
 fn push_depth(server: &TestServer, value: f64) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-    let body = WriteRequest {
-        timeseries: vec![TimeSeries {
-            labels: vec![Label {
-                name: "__name__".into(),
-                value: "e2e_queue_depth".into(),
-            }],
-            samples: vec![Sample { value, timestamp: now }],
-        }],
-        metadata: Vec::new(),
-    }
-    .to_snappy();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .into();
-    let res = agent
-        .post(server.url("/api/v1/write"))
-        .header("Content-Encoding", "snappy")
-        .send(&body[..])
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    push_now(server, &[("__name__", "e2e_queue_depth")], value);
 }
 
 /// Running containers of the service, from the docker CLI (not from Tidewatch).

@@ -27,3 +27,38 @@ pub fn eventually(within: std::time::Duration, mut check: impl FnMut() -> bool) 
     }
     check()
 }
+
+/// Writes one sample, stamped now, of the series `labels` (metric name included) through
+/// remote_write, and checks that it was acknowledged.
+pub fn push_now(server: &tidewatch_testkit::TestServer, labels: &[(&str, &str)], value: f64) {
+    use tidewatch_model::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let body = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: vec![Sample { value, timestamp: now }],
+        }],
+        metadata: Vec::new(),
+    }
+    .to_snappy();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into();
+    let res = agent
+        .post(server.url("/api/v1/write"))
+        .header("Content-Encoding", "snappy")
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}
