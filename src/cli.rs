@@ -45,7 +45,7 @@ pub enum Command {
     /// server.listen (default 127.0.0.1:9700). Stop with Ctrl-C or SIGTERM: buffers are
     /// flushed before exit.
     #[command(
-        after_help = "Examples:\n  tidewatch up\n  tidewatch up --data-dir /var/lib/tidewatch --listen 127.0.0.1:9800"
+        after_help = "Examples:\n  tidewatch up\n  tidewatch up --demo        # plus a demo service that autoscales, and alert rules\n  tidewatch up --data-dir /var/lib/tidewatch --listen 127.0.0.1:9800"
     )]
     Up(ServeArgs),
 
@@ -195,6 +195,11 @@ pub enum Command {
 /// Options of `up` and `server`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// (`up` only) Also run a demo: a small service with an autoscaling policy and alert rules
+    /// (needs Docker and /bin/busybox; nothing is pulled).
+    #[arg(long)]
+    pub demo: bool,
+
     /// The address to listen on, overriding server.listen.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,

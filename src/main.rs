@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod config;
 mod data_dir;
+mod demo;
 mod http;
 mod import;
 mod logging;
@@ -36,6 +37,12 @@ fn main() -> ExitCode {
             overrides.listen = args.listen;
             overrides.data_dir = args.data_dir.clone();
             Role::Up
+        }
+        Command::Server(ref args) if args.demo => {
+            eprintln!(
+                "error: --demo runs with `tidewatch up` (it needs the collector and the scheduler in one process)"
+            );
+            return ExitCode::FAILURE;
         }
         Command::Server(ref args) => {
             overrides.listen = args.listen;
@@ -200,15 +207,22 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    serve(role, Source::resolve(cli.config, overrides))
+    let demo = matches!(cli.command, Command::Up(ref args) if args.demo);
+    serve(role, Source::resolve(cli.config, overrides), demo)
 }
 
 /// Loads the configuration, starts logging and runs a long-lived role.
-fn serve(role: Role, source: Source) -> ExitCode {
-    let config = match source.load() {
+fn serve(role: Role, source: Source, demo: bool) -> ExitCode {
+    let mut config = match source.load() {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    if demo {
+        if let Err(e) = demo::prepare(&mut config) {
+            return fail(&e);
+        }
+        eprintln!("{}", demo::banner(&config));
+    }
     let (logging, log_guard) = match Logging::init(&config.log.level, config.log.format) {
         Ok(l) => l,
         Err(e) => return fail(&e),
