@@ -251,3 +251,57 @@ receivers:
     }
     drop(server);
 }
+
+/// Measurement for bench/alerts/latency.sh (issue 7's figure), not a check: from the
+/// acknowledgement of a sample that makes `lat_trigger > 0` true to the webhook delivery,
+/// through Tidewatch's own rule engine (rules without `for` are evaluated as soon as a write is
+/// acknowledged) and Alertmanager (group_wait 0). Prints `LATENCY tidewatch p50=… p95=…`.
+#[test]
+#[ignore = "measurement: run by bench/alerts/latency.sh"]
+fn latency_sample_to_webhook() {
+    let trials: usize = std::env::var("TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(30);
+    let (hook_port, hook) = webhook();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: lat\n    interval: 1s\n    rules:\n      - alert: LatTrigger\n        expr: lat_trigger > 0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs: [{{url: 'http://127.0.0.1:{hook_port}/', send_resolved: true}}]\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("tidewatch.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n  files: [rules.yml]\nalertmanager:\n  config_file: alertmanager.yml\ncollector:\n  docker: {enabled: false}\n  host: {enabled: false}\n  cgroup: {enabled: false}\n",
+    )
+    .unwrap();
+    let server = TestServer::start_in(dir.path(), &["--config", config.to_str().unwrap(), "up"]);
+    server.wait_ready(READY_WITHIN).unwrap();
+    let mut took = Vec::new();
+    for _ in 0..trials {
+        let before = counts(&hook);
+        push_now(&server, &[("__name__", "lat_trigger")], 1.0);
+        // The clock starts at the acknowledgement, as the issue defines the figure.
+        let start = Instant::now();
+        while counts(&hook).0 == before.0 {
+            assert!(start.elapsed() < WAIT, "no notification");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        took.push(start.elapsed());
+        // Resolve, and wait for the resolution, before the next trial.
+        let resolved = Instant::now();
+        while counts(&hook).1 == before.1 {
+            assert!(resolved.elapsed() < WAIT, "no resolution");
+            push_now(&server, &[("__name__", "lat_trigger")], 0.0);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    took.sort();
+    let p = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1].as_secs_f64();
+    println!("LATENCY tidewatch trials={} p50={:.3}s p95={:.3}s", took.len(), p(0.5), p(0.95));
+}
