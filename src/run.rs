@@ -193,7 +193,6 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
         let engine = Arc::new(Engine::new(store.clone(), EngineOptions::default()));
         routes = routes.merge(promql::http::routes(engine.clone(), store.clone()));
         routes = routes.merge(tidewatch_store::logs::routes(logs.clone()));
-        readiness.ready("storage");
         let queries = parts::Queries {
             any: Arc::new(QueryRouter {
                 promql: tidewatch_store::PromqlQuery(engine.clone()),
@@ -235,6 +234,10 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
     };
     let maintenance = store.clone().map(|s| tokio::spawn(maintain(s, shutdown.clone())));
     let _ = parts.set(routes);
+    if role.runs_server() {
+        // Ready once every route answers: the stores and the parts above them are open.
+        readiness.ready("storage");
+    }
     let collector = if role.runs_agent() {
         // Under `up` it ships to this process' own listener.
         let ship_to = (role == Role::Up).then(|| format!("http://{}", config.server.listen));
