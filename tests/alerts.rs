@@ -303,5 +303,10 @@ fn latency_sample_to_webhook() {
     }
     took.sort();
     let p = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1].as_secs_f64();
-    println!("LATENCY tidewatch trials={} p50={:.3}s p95={:.3}s", took.len(), p(0.5), p(0.95));
+    println!(
+        "LATENCY tidewatch trials={} p50={:.3}s p95={:.3}s",
+        took.len(),
+        p(0.5),
+        p(0.95)
+    );
 }

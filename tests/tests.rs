@@ -1,6 +1,7 @@
 //! End-to-end tests of the `tidewatch` binary: each starts the real process on a loopback port
 //! with a temporary data folder (see `tidewatch-testkit`).
 
+mod agent;
 mod alerts;
 mod cli;
 mod client;
