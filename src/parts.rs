@@ -77,8 +77,9 @@ pub struct Queries {
 }
 
 /// Starts the alert engine, and the scheduler with the autoscaler when services are
-/// configured. A scheduler that cannot reach Docker is logged and left out, as is a broken
-/// alertmanager.yml or rule file: metrics, logs and queries still run.
+/// configured. A scheduler that cannot reach Docker is logged and left out, and a broken rule
+/// file is logged and skipped: metrics, logs and queries still run. A broken alertmanager.yml
+/// stops the start with its file, line and field, as Alertmanager itself refuses to start.
 pub async fn start(
     config: &Config,
     config_dir: std::path::PathBuf,
