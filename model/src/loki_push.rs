@@ -135,6 +135,9 @@ mod tests {
         assert_eq!((t.seconds, t.nanos), (1, 500_000_000));
         let body = encode_push(&[rec(&a, 1, "x")]);
         let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-        assert_eq!(PushRequest::decode(raw.as_slice()).unwrap().streams[0].entries[0].line, "x");
+        assert_eq!(
+            PushRequest::decode(raw.as_slice()).unwrap().streams[0].entries[0].line,
+            "x"
+        );
     }
 }
