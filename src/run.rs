@@ -195,10 +195,10 @@ async fn serve(role: Role, source: Source, config: Config, logging: Logging) -> 
         routes = routes.merge(tidewatch_store::logs::routes(logs.clone()));
         let queries = parts::Queries {
             any: Arc::new(QueryRouter {
-                promql: tidewatch_store::PromqlQuery(engine.clone()),
+                promql: engine.clone(),
                 logs: logs.clone(),
             }),
-            promql: Arc::new(tidewatch_store::PromqlQuery(engine)),
+            promql: engine,
             logql: logs.clone(),
         };
         let appender = Arc::new(Storage {

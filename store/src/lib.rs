@@ -45,40 +45,6 @@ impl Appender for Storage {
     }
 }
 
-/// The PromQL engine behind [`tidewatch_model::Query`], evaluating off the async workers
-/// (evaluation is CPU-bound).
-#[derive(Clone)]
-pub struct PromqlQuery(pub Arc<promql::Engine>);
-
-#[async_trait::async_trait]
-impl tidewatch_model::Query for PromqlQuery {
-    async fn instant(
-        &self,
-        expr: &str,
-        at_ms: i64,
-        options: &tidewatch_model::QueryOptions,
-    ) -> Result<tidewatch_model::QueryValue, tidewatch_model::QueryError> {
-        let (engine, expr, options) = (self.0.clone(), expr.to_string(), options.clone());
-        tokio::task::spawn_blocking(move || engine.evaluate(&expr, at_ms, at_ms, 0, &options, true))
-            .await
-            .unwrap_or_else(|e| Err(join_error(e)))
-    }
-
-    async fn range(
-        &self,
-        expr: &str,
-        start_ms: i64,
-        end_ms: i64,
-        step_ms: i64,
-        options: &tidewatch_model::QueryOptions,
-    ) -> Result<tidewatch_model::QueryValue, tidewatch_model::QueryError> {
-        let (engine, expr, options) = (self.0.clone(), expr.to_string(), options.clone());
-        tokio::task::spawn_blocking(move || engine.evaluate(&expr, start_ms, end_ms, step_ms, &options, false))
-            .await
-            .unwrap_or_else(|e| Err(join_error(e)))
-    }
-}
-
 /// PromQL and LogQL behind one [`tidewatch_model::Query`], for the autoscaler, whose policies
 /// hold either kind of expression.
 ///
@@ -89,7 +55,7 @@ impl tidewatch_model::Query for PromqlQuery {
 #[derive(Clone)]
 pub struct QueryRouter {
     /// PromQL over the metrics store.
-    pub promql: PromqlQuery,
+    pub promql: Arc<promql::Engine>,
     /// The log store, which evaluates LogQL metric queries.
     pub logs: Arc<logs::LogStore>,
 }
@@ -130,11 +96,4 @@ impl tidewatch_model::Query for QueryRouter {
             self.logs.range(expr, start_ms, end_ms, step_ms, options).await
         }
     }
-}
-
-fn join_error(e: tokio::task::JoinError) -> tidewatch_model::QueryError {
-    tidewatch_model::QueryError::new(
-        tidewatch_model::QueryErrorKind::Internal,
-        format!("the query task failed: {e}"),
-    )
 }

@@ -124,6 +124,8 @@ fn register_functions() {
 }
 
 /// Evaluates PromQL over a series source.
+/// Cheap to clone: the source is shared.
+#[derive(Clone)]
 pub struct Engine {
     source: Arc<dyn SeriesSource + Send + Sync>,
     options: EngineOptions,
@@ -253,10 +255,19 @@ impl Engine {
     }
 }
 
+/// Evaluation is CPU-bound: it runs on the blocking pool, never on an async worker.
 #[async_trait::async_trait]
 impl Query for Engine {
     async fn instant(&self, expr: &str, at_ms: i64, options: &QueryOptions) -> Result<QueryValue, QueryError> {
-        self.evaluate(expr, at_ms, at_ms, 0, options, true)
+        let (engine, expr, options) = (self.clone(), expr.to_string(), options.clone());
+        tokio::task::spawn_blocking(move || engine.evaluate(&expr, at_ms, at_ms, 0, &options, true))
+            .await
+            .unwrap_or_else(|e| {
+                Err(QueryError::new(
+                    QueryErrorKind::Internal,
+                    format!("the query task failed: {e}"),
+                ))
+            })
     }
 
     async fn range(
@@ -267,6 +278,14 @@ impl Query for Engine {
         step_ms: i64,
         options: &QueryOptions,
     ) -> Result<QueryValue, QueryError> {
-        self.evaluate(expr, start_ms, end_ms, step_ms, options, false)
+        let (engine, expr, options) = (self.clone(), expr.to_string(), options.clone());
+        tokio::task::spawn_blocking(move || engine.evaluate(&expr, start_ms, end_ms, step_ms, &options, false))
+            .await
+            .unwrap_or_else(|e| {
+                Err(QueryError::new(
+                    QueryErrorKind::Internal,
+                    format!("the query task failed: {e}"),
+                ))
+            })
     }
 }
