@@ -25,7 +25,10 @@ impl Logging {
     /// Installs the global subscriber. `level` was checked when the configuration loaded.
     pub fn init(level: &str, format: LogFormat) -> anyhow::Result<(Logging, LogGuard)> {
         // Lossless: when the queue is full, the logging thread waits rather than dropping lines.
+        // The queue's slots are allocated and touched up front: the default 128,000 lines cost
+        // 4 MB of resident memory in every process, the agent's included.
         let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .buffered_lines_limit(4096)
             .lossy(false)
             .finish(std::io::stderr());
         let (filter, handle) = reload::Layer::new(EnvFilter::try_new(level)?);

@@ -79,6 +79,8 @@ rss=$(awk '/VmHWM/ { print $2 }' "/proc/$agent/status")
 pct() { awk -v a="$1" -v b="$2" -v hz="$HZ" -v s="$SECS" 'BEGIN { printf "%.2f", (b - a) * 100 / hz / s }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 echo "agent: $N containers, $RATE B/s together, $SECS s: CPU $(pct "$a0" "$a1") % of a core, peak RSS $(mb "$rss") MB"
+# Where the resident memory is now: heap and stacks (anon) against mapped code (file).
+awk '/^(RssAnon|RssFile|Threads)/ { printf "  %s %s %s", $1, $2, $3 } END { print "" }' "/proc/$agent/status"
 if [[ -n ${ne:-} ]]; then
     n1=$(cpu_ticks "$ne")
     nrss=$(awk '/VmHWM/ { print $2 }' "/proc/$ne/status")

@@ -225,6 +225,7 @@ impl Agent {
             .docker
             .validate()
             .map_err(|e| AgentError::Config(format!("docker: {e}")))?;
+        raise_open_file_limit();
         let root = data_dir.join("collector");
         let max = config.buffer.max_size.bytes();
         let logs = Buffer::open(&root.join("logs"), max, &config.shipper.urls)?;
@@ -277,6 +278,20 @@ impl Agent {
             handle.add_metric_source(source, interval);
         }
         Ok(handle)
+    }
+}
+
+/// The agent keeps a container's cgroup files and log stream open: about twenty descriptors a
+/// container, past the usual soft limit of 1024 at fifty containers. Raise the soft limit to
+/// the hard one, as Go programs (the Docker engine, node_exporter) do at start.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "agent: cannot raise the open file limit");
+        }
     }
 }
 

@@ -29,7 +29,7 @@
 //!   that resumes from the newest durable entry re-reads exactly what was lost with a torn tail,
 //!   under the same sequence numbers.
 
-mod codec;
+pub(crate) mod codec;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -127,23 +127,26 @@ impl Payload {
     }
 }
 
-/// One entry of the buffer.
+/// One entry of the buffer, as a shipper reads it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     /// The delivery-contract source.
     pub source: String,
     /// The sequence number of the first record.
     pub first_seq: u64,
+    /// How many records (sequence numbers) the entry holds.
+    pub records: u64,
     /// The source's checkpoint after this entry's records (opaque to the buffer).
     pub checkpoint: String,
-    /// The records.
-    pub payload: Payload,
+    /// The records as the protobuf field they become in a request (see `codec.rs`): a Loki
+    /// `PushRequest` or a remote_write `WriteRequest` is its entries' `wire` concatenated.
+    pub wire: Vec<u8>,
 }
 
 impl Entry {
     /// The sequence number of the last record.
     pub fn last_seq(&self) -> u64 {
-        self.first_seq + self.payload.count().saturating_sub(1)
+        self.first_seq + self.records.saturating_sub(1)
     }
 }
 
@@ -351,14 +354,10 @@ impl Buffer {
         if payload.count() == 0 {
             return Ok(None);
         }
-        let mut entry = Entry {
-            source: source.to_string(),
-            first_seq: 0,
-            checkpoint,
-            payload,
-        };
         let mut frame = vec![0u8; FRAME_HEADER as usize];
-        codec::encode(&entry, &mut frame);
+        let count = codec::encode(source, &checkpoint, &payload, &mut frame);
+        drop(payload);
+        let mut checkpoint = checkpoint;
         let len = frame.len() as u64 - FRAME_HEADER;
         let seq_at = FRAME_HEADER as usize + 1 + 4 + source.len();
         loop {
@@ -374,7 +373,6 @@ impl Buffer {
                 if held > 0 && held + frame.len() as u64 > self.shared.max_bytes && !everything_acked {
                     None
                 } else {
-                    let count = entry.payload.count();
                     let first = w.latest.get(source).map(|p| p.seq + 1).unwrap_or(1);
                     frame[seq_at..seq_at + 8].copy_from_slice(&first.to_le_bytes());
                     frame[0..4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -382,10 +380,10 @@ impl Buffer {
                     frame[4..8].copy_from_slice(&crc.to_le_bytes());
                     self.append(&mut w, &frame)?;
                     w.latest.insert(
-                        entry.source.clone(),
+                        source.to_string(),
                         ResumePoint {
                             seq: first + count - 1,
-                            checkpoint: std::mem::take(&mut entry.checkpoint),
+                            checkpoint: std::mem::take(&mut checkpoint),
                         },
                     );
                     Some((first, w.end))

@@ -13,6 +13,18 @@ fn logs(lines: &[&str]) -> Payload {
     }
 }
 
+fn wire(payload: &Payload) -> Vec<u8> {
+    let mut out = Vec::new();
+    codec::encode_wire(payload, &mut out);
+    out
+}
+
+fn first_line(e: &Entry) -> String {
+    use prost::Message;
+    let req = tidewatch_model::loki_push::PushRequest::decode(e.wire.as_slice()).unwrap();
+    req.streams[0].entries[0].line.clone()
+}
+
 fn sinks() -> Vec<String> {
     vec!["http://a".to_string()]
 }
@@ -35,8 +47,9 @@ async fn entries_round_trip_with_consecutive_sequence_numbers() {
     let mut r = b.reader("http://a");
     let batch = r.read_batch(u64::MAX).unwrap().unwrap();
     assert_eq!(batch.entries.len(), 3);
-    assert_eq!(batch.entries[0].payload, logs(&["a", "b"]));
-    assert_eq!(batch.entries[1].payload, metrics);
+    assert_eq!(batch.entries[0].wire, wire(&logs(&["a", "b"])));
+    assert_eq!(batch.entries[0].records, 2);
+    assert_eq!(batch.entries[1].wire, wire(&metrics));
     assert_eq!((batch.entries[2].first_seq, batch.entries[2].last_seq()), (3, 3));
     assert_eq!(b.resume_point("s").unwrap().checkpoint, "c2");
 }
@@ -71,14 +84,7 @@ async fn torn_tail_is_cut_at_the_last_good_record_and_its_numbers_given_again() 
     assert_eq!(b.push("s", "2b".into(), logs(&["two again"])).await.unwrap(), Some(2));
     let mut r = b.reader("http://a");
     let batch = r.read_batch(u64::MAX).unwrap().unwrap();
-    let lines: Vec<_> = batch
-        .entries
-        .iter()
-        .map(|e| match &e.payload {
-            Payload::Logs { lines, .. } => lines[0].1.clone(),
-            _ => unreachable!(),
-        })
-        .collect();
+    let lines: Vec<_> = batch.entries.iter().map(first_line).collect();
     assert_eq!(lines, ["one", "two again"]);
 }
 
@@ -171,4 +177,29 @@ async fn full_buffer_makes_push_wait_until_an_ack_frees_space() {
     r.ack(&batch).unwrap();
     let first = waiting.await.unwrap().unwrap();
     assert_eq!(first, pushed + 1);
+}
+
+#[tokio::test]
+async fn frames_of_the_old_format_are_read_as_wire_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = logs(&["from", "before"]);
+    let payload = codec::encode_v1("s", 1, "cp", &old);
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    fs::write(segment_path(dir.path(), 0), &frame).unwrap();
+    let b = Buffer::open(dir.path(), 1 << 20, &sinks()).unwrap();
+    assert_eq!(
+        b.resume_point("s").unwrap(),
+        ResumePoint {
+            seq: 2,
+            checkpoint: "cp".into()
+        }
+    );
+    assert_eq!(b.push("s", "next".into(), logs(&["after"])).await.unwrap(), Some(3));
+    let batch = b.reader("http://a").read_batch(u64::MAX).unwrap().unwrap();
+    assert_eq!(batch.entries[0].wire, wire(&old));
+    assert_eq!((batch.entries[0].first_seq, batch.entries[0].records), (1, 2));
+    assert_eq!(first_line(&batch.entries[1]), "after");
 }

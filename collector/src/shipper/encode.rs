@@ -7,12 +7,9 @@
 
 use std::collections::HashMap;
 
-use prost::Message;
-use tidewatch_model::loki_push::{self, EntryAdapter, PushRequest, StreamAdapter, Timestamp};
-use tidewatch_model::remote_write::{self, TimeSeries, WriteRequest};
 use tidewatch_model::{BatchHeader, BatchRange};
 
-use crate::buffer::{Entry, Payload};
+use crate::buffer::Entry;
 
 /// A request ready to send.
 pub(crate) struct Encoded {
@@ -67,42 +64,17 @@ fn ranges(groups: &[Vec<&Entry>]) -> BatchHeader {
     header
 }
 
-/// A Loki push request; one stream per run of a source's entries with the same labels.
-pub(crate) fn logs(entries: &[Entry]) -> Encoded {
+/// The request body: the entries' wire bytes grouped by source, as one Loki `PushRequest` or
+/// remote_write `WriteRequest` (both are repeated field 1 of what the entries hold), snappy
+/// compressed.
+pub(crate) fn encode(entries: &[Entry]) -> Encoded {
     let groups = by_source(entries);
-    let mut req = PushRequest { streams: Vec::new() };
+    let mut raw = Vec::with_capacity(entries.iter().map(|e| e.wire.len()).sum());
     let mut records = 0u64;
-    for g in &groups {
-        let mut current: Option<(&tidewatch_model::Labels, usize)> = None;
-        for e in g {
-            let Payload::Logs { labels, lines } = &e.payload else {
-                continue;
-            };
-            let i = match current {
-                Some((l, i)) if l == labels => i,
-                _ => {
-                    req.streams.push(StreamAdapter {
-                        labels: loki_push::format_labels(labels),
-                        entries: Vec::new(),
-                        hash: 0,
-                    });
-                    req.streams.len() - 1
-                }
-            };
-            current = Some((labels, i));
-            for (ts, line) in lines {
-                req.streams[i].entries.push(EntryAdapter {
-                    timestamp: Some(Timestamp {
-                        seconds: ts.div_euclid(1_000_000_000),
-                        nanos: ts.rem_euclid(1_000_000_000) as i32,
-                    }),
-                    line: line.clone(),
-                });
-                records += 1;
-            }
-        }
+    for e in groups.iter().flatten() {
+        raw.extend_from_slice(&e.wire);
+        records += e.records;
     }
-    let raw = req.encode_to_vec();
     Encoded {
         body: snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default(),
         header: ranges(&groups),
@@ -110,74 +82,41 @@ pub(crate) fn logs(entries: &[Entry]) -> Encoded {
     }
 }
 
-/// A remote_write 1.0 request; every sample of every series of every entry, in order.
-pub(crate) fn metrics(entries: &[Entry]) -> Encoded {
-    let groups = by_source(entries);
-    let mut req = WriteRequest {
-        timeseries: Vec::new(),
-        metadata: Vec::new(),
-    };
-    let mut records = 0u64;
-    for g in &groups {
-        for e in g {
-            let Payload::Metrics(series) = &e.payload else { continue };
-            for s in series.iter().filter(|s| !s.samples.is_empty()) {
-                records += s.samples.len() as u64;
-                req.timeseries.push(TimeSeries {
-                    labels: s
-                        .labels
-                        .iter()
-                        .map(|l| remote_write::Label {
-                            name: l.name.clone(),
-                            value: l.value.clone(),
-                        })
-                        .collect(),
-                    samples: s
-                        .samples
-                        .iter()
-                        .map(|x| remote_write::Sample {
-                            value: x.value,
-                            timestamp: x.timestamp_ms,
-                        })
-                        .collect(),
-                });
-            }
-        }
-    }
-    Encoded {
-        body: req.to_snappy(),
-        header: ranges(&groups),
-        records,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use tidewatch_model::Labels;
+    use prost::Message;
+    use tidewatch_model::loki_push::PushRequest;
+    use tidewatch_model::remote_write::WriteRequest;
+    use tidewatch_model::{Labels, Sample, Series};
 
     use super::*;
+    use crate::buffer::Payload;
 
-    fn entry(source: &str, first: u64, labels: &str, lines: &[&str]) -> Entry {
-        Entry {
-            source: source.into(),
-            first_seq: first,
-            checkpoint: String::new(),
-            payload: Payload::Logs {
-                labels: Labels::from_pairs([("stream", labels)]),
-                lines: lines.iter().map(|l| (1, l.to_string())).collect(),
-            },
-        }
+    fn entry(source: &str, first: u64, payload: Payload) -> Entry {
+        let mut frame = Vec::new();
+        crate::buffer::codec::encode(source, "", &payload, &mut frame);
+        let mut e = crate::buffer::codec::decode(&frame).unwrap();
+        e.first_seq = first;
+        e
+    }
+
+    fn logs(source: &str, first: u64, labels: &str, lines: &[&str]) -> Entry {
+        let payload = Payload::Logs {
+            labels: Labels::from_pairs([("stream", labels)]),
+            lines: lines.iter().map(|l| (1_500_000_001, l.to_string())).collect(),
+        };
+        entry(source, first, payload)
     }
 
     #[test]
     fn header_ranges_follow_the_wire_order() {
         let entries = [
-            entry("a", 1, "x", &["a1", "a2"]),
-            entry("b", 7, "y", &["b7"]),
-            entry("a", 3, "x", &["a3"]),
-            entry("a", 4, "renamed", &["a4"]),
+            logs("a", 1, "x", &["a1", "a2"]),
+            logs("b", 7, "y", &["b7"]),
+            logs("a", 3, "x", &["a3"]),
+            logs("a", 4, "renamed", &["a4"]),
         ];
-        let enc = logs(&entries);
+        let enc = encode(&entries);
         assert_eq!(enc.header.to_string(), "a=1-4;b=7-7");
         assert_eq!(enc.records, 5);
         let raw = snap::raw::Decoder::new().decompress_vec(&enc.body).unwrap();
@@ -188,6 +127,60 @@ mod tests {
             .flat_map(|s| s.entries.iter().map(|e| e.line.as_str()))
             .collect();
         assert_eq!(wire, ["a1", "a2", "a3", "a4", "b7"]);
-        assert_eq!(req.streams.len(), 3, "a label change starts a new stream");
+        let labels: Vec<&str> = req.streams.iter().map(|s| s.labels.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                r#"{stream="x"}"#,
+                r#"{stream="x"}"#,
+                r#"{stream="renamed"}"#,
+                r#"{stream="y"}"#
+            ]
+        );
+        let ts = req.streams[0].entries[0].timestamp.unwrap();
+        assert_eq!((ts.seconds, ts.nanos), (1, 500_000_001));
+    }
+
+    #[test]
+    fn metric_entries_concatenate_into_one_write_request() {
+        let series = |name: &str, samples: &[(i64, f64)]| Series {
+            labels: Labels::from_pairs([("__name__", name), ("job", "j\"q")]),
+            samples: samples
+                .iter()
+                .map(|&(timestamp_ms, value)| Sample { timestamp_ms, value })
+                .collect(),
+        };
+        let entries = [
+            entry(
+                "m",
+                1,
+                Payload::Metrics(vec![series("up", &[(-5, 1.0)]), series("none", &[])]),
+            ),
+            entry(
+                "m",
+                2,
+                Payload::Metrics(vec![series("x", &[(1_700_000_000_000, f64::NAN), (2, -0.5)])]),
+            ),
+        ];
+        let enc = encode(&entries);
+        assert_eq!((enc.header.to_string().as_str(), enc.records), ("m=1-3", 3));
+        let raw = snap::raw::Decoder::new().decompress_vec(&enc.body).unwrap();
+        let req = WriteRequest::decode(raw.as_slice()).unwrap();
+        let names: Vec<&str> = req.timeseries.iter().map(|t| t.labels[0].value.as_str()).collect();
+        assert_eq!(names, ["up", "x"], "a series without samples is left out");
+        assert_eq!(req.timeseries[0].labels[1].value, "j\"q");
+        assert_eq!(
+            (
+                req.timeseries[0].samples[0].timestamp,
+                req.timeseries[0].samples[0].value
+            ),
+            (-5, 1.0)
+        );
+        let s = &req.timeseries[1].samples;
+        assert!(s[0].value.is_nan());
+        assert_eq!(
+            (s[0].timestamp, s[1].timestamp, s[1].value),
+            (1_700_000_000_000, 2, -0.5)
+        );
     }
 }

@@ -215,10 +215,7 @@ async fn ship(
     since: Instant,
     cancel: &CancellationToken,
 ) -> bool {
-    let enc = match kind {
-        StreamKind::Logs => encode::logs(&batch.entries),
-        StreamKind::Metrics => encode::metrics(&batch.entries),
-    };
+    let enc = encode::encode(&batch.entries);
     let body = Bytes::from(enc.body);
     let header = enc.header.to_string();
     let mut failures = 0u32;

@@ -20,7 +20,7 @@ use tidewatch_model::{Duration, Labels, Series, names};
 
 use self::layout::ContainerDirs;
 pub use self::layout::{CgroupLayout, CgroupMount};
-use self::stats::Stats;
+use self::stats::{OpenFiles, Stats};
 use crate::sources::host::{Emitter, parse_net_dev, read_into};
 use crate::{CollectContext, ContainerInfo, MetricSource};
 
@@ -57,6 +57,7 @@ struct Known {
     pid: u32,
     dirs: ContainerDirs,
     labels: Labels,
+    files: OpenFiles,
 }
 
 /// Reads every known container's cgroup counters once per round. Source id `cgroup`.
@@ -117,18 +118,23 @@ impl CgroupSource {
                         pid: c.pid,
                         dirs,
                         labels: base_labels(c, node),
+                        files: OpenFiles::default(),
                     },
                 );
             }
-            let known = &self.known[&c.id];
+            let known = self.known.get_mut(&c.id).expect("inserted above");
             let stats = if self.layout.is_v1() {
-                stats::read_v1(&known.dirs, &mut buf, self.clock_ticks)
+                stats::read_v1(&known.dirs, &mut known.files, &mut buf, self.clock_ticks)
             } else {
-                stats::read_v2(&known.dirs, &mut buf)
+                stats::read_v2(&known.dirs, &mut known.files, &mut buf)
             };
             let mut emitter = Emitter::new(&known.labels, now_ms);
             emit_stats(&stats, &mut self.devices, &self.sysfs, &mut buf, &mut emitter);
-            if c.pid > 0 && read_into(&self.procfs.join(c.pid.to_string()).join("net/dev"), &mut buf).is_ok() {
+            if c.pid > 0
+                && known
+                    .files
+                    .read(&self.procfs.join(c.pid.to_string()).join("net/dev"), &mut buf)
+            {
                 emit_network(&buf, &mut emitter);
             }
             out.extend(emitter.into_series());

@@ -1,10 +1,11 @@
 //! Reading one container's counters from its cgroup files, v1 or v2, into one shape.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::layout::ContainerDirs;
-use crate::sources::host::read_into;
 
 /// A container's counters in cAdvisor's units (ns for CPU time, bytes for memory).
 #[derive(Debug, Default, PartialEq)]
@@ -54,16 +55,72 @@ fn number(text: &str) -> Option<u64> {
     t.parse().ok()
 }
 
+/// A container's cgroup files, kept open between rounds. Opening and closing took more than
+/// half of a round (kernfs path lookups); a kept handle is read again from offset 0, which
+/// makes the kernel produce fresh contents. Dropped with the container.
+#[derive(Default)]
+pub(super) struct OpenFiles(HashMap<PathBuf, File>);
+
+impl OpenFiles {
+    /// The contents of `path` into `buf`; false when it cannot be read (not there in this
+    /// kernel or version, or the cgroup is gone).
+    pub(super) fn read(&mut self, path: &Path, buf: &mut String) -> bool {
+        buf.clear();
+        if let Some(file) = self.0.get(path) {
+            if read_at_start(file, buf).is_ok() {
+                return true;
+            }
+            self.0.remove(path);
+            buf.clear();
+        }
+        let Ok(file) = File::open(path) else { return false };
+        if read_at_start(&file, buf).is_err() {
+            return false;
+        }
+        self.0.insert(path.to_path_buf(), file);
+        true
+    }
+}
+
+/// Reads a whole pseudo-file from offset 0 (no size hint: these files report size 0 or 4096).
+fn read_at_start(file: &File, buf: &mut String) -> std::io::Result<()> {
+    let mut bytes = std::mem::take(buf).into_bytes();
+    bytes.clear();
+    let mut chunk = [0u8; 4096];
+    let result = loop {
+        match file.read_at(&mut chunk, bytes.len() as u64) {
+            Ok(0) => break Ok(()),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => {
+            *buf = text;
+            result
+        }
+        Err(e) => {
+            let mut bytes = e.into_bytes();
+            bytes.clear();
+            *buf = String::from_utf8(bytes).unwrap_or_default();
+            Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+        }
+    }
+}
+
 /// Reads files relative to one directory, reusing one buffer.
 struct Reader<'a> {
     buf: &'a mut String,
+    files: &'a mut OpenFiles,
     path: PathBuf,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a mut String) -> Self {
+    fn new(buf: &'a mut String, files: &'a mut OpenFiles) -> Self {
         Reader {
             buf,
+            files,
             path: PathBuf::with_capacity(160),
         }
     }
@@ -73,7 +130,7 @@ impl<'a> Reader<'a> {
         self.path.clear();
         self.path.push(dir);
         self.path.push(file);
-        read_into(&self.path, self.buf).ok().map(|_| self.buf.as_str())
+        self.files.read(&self.path, self.buf).then_some(self.buf.as_str())
     }
 }
 
@@ -86,9 +143,9 @@ fn weight_to_shares(weight: u64) -> u64 {
     }
 }
 
-pub(super) fn read_v1(dirs: &ContainerDirs, buf: &mut String, clock_ticks: u64) -> Stats {
+pub(super) fn read_v1(dirs: &ContainerDirs, files: &mut OpenFiles, buf: &mut String, clock_ticks: u64) -> Stats {
     let mut s = Stats::default();
-    let mut r = Reader::new(buf);
+    let mut r = Reader::new(buf, files);
     let [cpu, cpuacct, memory, blkio, pids] = &dirs.dirs;
     let tick_ns = 1_000_000_000 / clock_ticks.max(1);
     if let Some(d) = cpuacct {
@@ -156,10 +213,10 @@ pub(super) fn read_v1(dirs: &ContainerDirs, buf: &mut String, clock_ticks: u64) 
     s
 }
 
-pub(super) fn read_v2(dirs: &ContainerDirs, buf: &mut String) -> Stats {
+pub(super) fn read_v2(dirs: &ContainerDirs, files: &mut OpenFiles, buf: &mut String) -> Stats {
     let mut s = Stats::default();
     let Some(d) = &dirs.dirs[0] else { return s };
-    let mut r = Reader::new(buf);
+    let mut r = Reader::new(buf, files);
     if let Some(t) = r.read(d, "cpu.stat") {
         s.cpu_usage_ns = field(t, "usage_usec").map(|v| v * 1000);
         s.cpu_user_ns = field(t, "user_usec").map(|v| v * 1000);

@@ -252,10 +252,27 @@ impl Discovery {
             .docker
             .list_containers(Some(ListContainersOptionsBuilder::new().all(false).build()))
             .await?;
-        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+        let listed: Vec<(String, String)> = list
+            .into_iter()
+            .filter_map(|c| {
+                let name = c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| n.trim_start_matches('/').to_string());
+                Some((c.id?, name.unwrap_or_default()))
+            })
+            .collect();
+        let ids: Vec<String> = listed.iter().map(|(id, _)| id.clone()).collect();
         self.running.retain(|id, _| ids.contains(id));
-        for id in &ids {
-            self.update(id).await;
+        for (id, name) in &listed {
+            // A container followed under the same name needs no inspect (fifty inspects every
+            // resync were a visible part of the agent's CPU); events bring the other changes.
+            let followed = self.running.get(id).is_some_and(|c| &c.name == name)
+                && self.followers.get(id).is_some_and(|f| !f.task.is_finished());
+            if !followed {
+                self.update(id).await;
+            }
         }
         self.followers.retain(|id, f| !f.task.is_finished() || ids.contains(id));
         self.publish();
@@ -369,6 +386,26 @@ fn stream_labels(info: &ContainerInfo, node: &str, stream: &str) -> Labels {
 }
 
 const STREAMS: [&str; 2] = ["stdout", "stderr"];
+/// Log messages taken from the stream at most per wake-up (and at most ENTRY_BYTES of lines),
+/// before they are buffered.
+const DRAIN_MAX: usize = 4096;
+/// A stream that yields nothing for this long has nothing more waiting.
+const DRAIN_IDLE: StdDuration = StdDuration::from_millis(1);
+
+/// Hands one message to its stream; false when the log stream failed.
+fn feed(states: &mut [StreamLines], item: Result<LogOutput, bollard::errors::Error>, id: &str) -> bool {
+    match item {
+        Ok(LogOutput::StdOut { message }) => states[0].feed_message(&message),
+        Ok(LogOutput::StdErr { message }) => states[1].feed_message(&message),
+        Ok(LogOutput::Console { message }) => states[0].feed_tty(&message),
+        Ok(LogOutput::StdIn { .. }) => {}
+        Err(e) => {
+            tracing::warn!(container = %id, error = %e, "docker: the log stream failed; reopening");
+            return false;
+        }
+    }
+    true
+}
 /// Bytes of lines per buffer entry.
 const ENTRY_BYTES: usize = 256 * 1024;
 
@@ -419,7 +456,7 @@ async fn follow(
             .timestamps(true)
             .since(since)
             .build();
-        let mut logs = docker.logs(&id, Some(opts)).ready_chunks(256);
+        let mut logs = docker.logs(&id, Some(opts));
         let mut failed = false;
         loop {
             let pending = states.iter().any(StreamLines::has_pending);
@@ -428,23 +465,39 @@ async fn follow(
                 n = logs.next() => Some(n),
                 _ = tokio::time::sleep(wait), if pending => None,
             };
-            let chunk = match next {
-                None => {
-                    states.iter_mut().for_each(StreamLines::flush_pending);
-                    Vec::new()
-                }
+            match next {
+                None => states.iter_mut().for_each(StreamLines::flush_pending),
                 Some(None) => break,
-                Some(Some(c)) => c,
-            };
-            for item in chunk {
-                match item {
-                    Ok(LogOutput::StdOut { message }) => states[0].feed_message(&message),
-                    Ok(LogOutput::StdErr { message }) => states[1].feed_message(&message),
-                    Ok(LogOutput::Console { message }) => states[0].feed_tty(&message),
-                    Ok(LogOutput::StdIn { .. }) => {}
-                    Err(e) => {
-                        tracing::warn!(container = %id, error = %e, "docker: the log stream failed; reopening");
-                        failed = true;
+                Some(Some(item)) => {
+                    failed = !feed(&mut states, item, &id);
+                    // Take what else is waiting. Docker sends each line as its own chunk, so the
+                    // next one is a task switch away while more sits in the socket; a quiet
+                    // DRAIN_IDLE means the socket is empty.
+                    let quiet = tokio::time::sleep(DRAIN_IDLE);
+                    tokio::pin!(quiet);
+                    let mut taken = 1;
+                    let mut ended = false;
+                    let full =
+                        |states: &[StreamLines]| states.iter().map(|s| s.out_bytes).sum::<usize>() >= ENTRY_BYTES;
+                    while !failed && taken < DRAIN_MAX && !full(&states) {
+                        quiet.as_mut().reset(tokio::time::Instant::now() + DRAIN_IDLE);
+                        tokio::select! {
+                            biased;
+                            n = logs.next() => match n {
+                                Some(item) => {
+                                    failed = !feed(&mut states, item, &id);
+                                    taken += 1;
+                                }
+                                None => {
+                                    ended = true;
+                                    break;
+                                }
+                            },
+                            _ = &mut quiet => break,
+                        }
+                    }
+                    if ended {
+                        break;
                     }
                 }
             }
@@ -500,6 +553,10 @@ async fn ship(
             }
             let cp = s.out[take - 1].cp;
             let lines: Vec<(i64, String)> = s.out.drain(..take).map(|o| (o.ts, o.line)).collect();
+            if s.out.is_empty() && s.out.capacity() > 256 {
+                // A burst grew it; fifty quiet containers need not each keep that much.
+                s.out = Vec::new();
+            }
             s.out_bytes = s.out_bytes.saturating_sub(bytes);
             let labels = stream_labels(&info.borrow(), node, STREAMS[i]);
             let n = lines.len() as u64;

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use regex::Regex;
@@ -16,39 +16,68 @@ pub(super) struct Filter<'a> {
     pub fs_types_exclude: &'a Regex,
     /// How long one statvfs may take before its mount is called stuck.
     pub mount_timeout: Duration,
-    /// Mounts whose statvfs has not returned: skipped until it does, as node_exporter does, so
-    /// a hung network filesystem costs one blocked thread, not every round.
-    pub stuck: &'a Arc<Mutex<HashSet<PathBuf>>>,
+    pub statvfs: &'a Statvfs,
 }
 
-/// statvfs on its own thread, waiting at most `filter.mount_timeout`; `None` when it timed out
-/// or the mount is still stuck from an earlier round.
-fn statvfs_bounded(path: &Path, filter: &Filter) -> Option<rustix::io::Result<rustix::fs::StatVfs>> {
-    let path = path.to_path_buf();
-    if !filter
-        .stuck
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(path.clone())
-    {
-        return None;
+type StatvfsResult = rustix::io::Result<rustix::fs::StatVfs>;
+type Job = (PathBuf, mpsc::SyncSender<StatvfsResult>);
+
+/// statvfs off the agent's thread, with a time limit. One worker thread serves every call (a
+/// thread per call was most of the host source's cost at a 1 s interval); a call that times
+/// out leaves its worker behind, blocked, and the next call starts a fresh one.
+#[derive(Default)]
+pub(super) struct Statvfs {
+    /// Mounts whose statvfs has not returned: skipped until it does, as node_exporter does, so
+    /// a hung network filesystem costs one blocked thread, not every round.
+    stuck: Arc<Mutex<HashSet<PathBuf>>>,
+    worker: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Statvfs {
+    fn worker(&self) -> Option<mpsc::Sender<Job>> {
+        let mut worker = lock(&self.worker);
+        if worker.is_none() {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let stuck = self.stuck.clone();
+            let spawned = std::thread::Builder::new().name("statvfs".into()).spawn(move || {
+                // Ends when the sender is dropped: the agent stopped, or gave up on this thread.
+                for (path, reply) in rx {
+                    let result = rustix::fs::statvfs(&path);
+                    lock(&stuck).remove(&path);
+                    let _ = reply.send(result);
+                }
+            });
+            if spawned.is_err() {
+                return None;
+            }
+            *worker = Some(tx);
+        }
+        worker.clone()
     }
-    let shown = path.display().to_string();
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let stuck = filter.stuck.clone();
-    let spawned = std::thread::Builder::new().name("statvfs".into()).spawn(move || {
-        let result = rustix::fs::statvfs(&path);
-        let _ = tx.send(result);
-        stuck.lock().unwrap_or_else(|e| e.into_inner()).remove(&path);
-    });
-    if spawned.is_err() {
-        return None;
-    }
-    match rx.recv_timeout(filter.mount_timeout) {
-        Ok(result) => Some(result),
-        Err(_) => {
-            tracing::warn!(mount_point = %shown, "statvfs timed out; the mount is skipped until it answers");
-            None
+
+    /// statvfs of `path`, waiting at most `timeout`; `None` when it timed out or the mount is
+    /// still stuck from an earlier round.
+    fn call(&self, path: &Path, timeout: Duration) -> Option<StatvfsResult> {
+        if !lock(&self.stuck).insert(path.to_path_buf()) {
+            return None;
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        let sent = self.worker().is_some_and(|w| w.send((path.to_path_buf(), tx)).is_ok());
+        if !sent {
+            lock(&self.stuck).remove(path);
+            return None;
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(result) => Some(result),
+            Err(_) => {
+                *lock(&self.worker) = None;
+                tracing::warn!(mount_point = %path.display(), "statvfs timed out; the mount is skipped until it answers");
+                None
+            }
         }
     }
 }
@@ -98,7 +127,10 @@ pub(super) fn emit(mounts: &str, filter: &Filter, out: &mut Emitter) {
             ("fstype", fs_type),
             ("mountpoint", reported.as_ref()),
         ];
-        let Some(result) = statvfs_bounded(Path::new(mount_point.as_ref()), filter) else {
+        let Some(result) = filter
+            .statvfs
+            .call(Path::new(mount_point.as_ref()), filter.mount_timeout)
+        else {
             continue;
         };
         match result {
