@@ -6,9 +6,10 @@
 //! Skipped with a printed reason when chromium or chromedriver is missing, unless
 //! `TIDEWATCH_REQUIRE_BROWSER=1` is set (CI sets it), when the test fails instead.
 //!
-//! The server is `tidewatch up` from `target/debug/tidewatch` (`cargo build` first). Until the
-//! binary serves this crate's router, the test serves it in-process and proxies the APIs to the
-//! server (see `support/stack.rs`).
+//! The server is `tidewatch up` from `target/debug/tidewatch` (`cargo build` first). The first
+//! test serves the UI in-process from this crate's router (so it can point the router at its own
+//! dashboards folder) and proxies the APIs to the server (see `support/stack.rs`); the second
+//! uses the UI the binary serves, with data from the binary's own collector and a real container.
 
 mod support {
     pub mod stack;
@@ -194,7 +195,8 @@ fn console_errors(browser: &Browser) -> Vec<String> {
 }
 
 struct Pages<'a> {
-    stack: &'a Stack,
+    /// `http://host:port` of the UI.
+    base: String,
     browser: &'a Browser,
 }
 
@@ -204,7 +206,7 @@ impl Pages<'_> {
     fn open(&self, name: &str, hash: &str) -> String {
         // A fresh document per page: errors and timings of one page never leak into the next.
         self.browser.goto("about:blank").unwrap();
-        self.browser.goto(&self.stack.url(&format!("/#{hash}"))).unwrap();
+        self.browser.goto(&format!("{}/#{hash}", self.base)).unwrap();
         self.loaded(name)
     }
 
@@ -239,6 +241,22 @@ impl Pages<'_> {
         v.as_str().unwrap_or_default().to_string()
     }
 
+    /// Opens dashboard `name` over `range` and checks that every panel was drawn without an
+    /// error, none is empty, and the page shows each of `expected`.
+    fn dashboard(&self, shot: &str, name: &str, range: &str, expected: &[&str]) {
+        let text = self.open(shot, &format!("/dashboards/{name}?range={range}"));
+        let timing = self
+            .browser
+            .eval("return window.__tidewatch.dashboard", json!([]))
+            .unwrap();
+        assert_eq!(timing["errors"], 0, "{name}: {timing} {text}");
+        assert_eq!(timing["drawn"], timing["panels"], "{name}: {timing}");
+        assert!(!text.contains("No data"), "{name} has an empty panel: {text}");
+        for e in expected {
+            assert!(text.contains(e), "dashboard {name} lacks {e}: {text}");
+        }
+    }
+
     /// Waits until the element matching `css` contains `needle`; returns its text.
     fn wait_text(&self, what: &str, css: &str, needle: &str) -> String {
         let script = format!(
@@ -255,14 +273,22 @@ impl Pages<'_> {
     }
 }
 
-#[test]
-fn every_page_shows_real_data_without_console_errors() {
+/// False (with the reason printed) when no browser can run, unless TIDEWATCH_REQUIRE_BROWSER=1.
+fn browser_available() -> bool {
     if let Some(reason) = missing_browser() {
         assert!(
             std::env::var("TIDEWATCH_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "TIDEWATCH_REQUIRE_BROWSER=1 but {reason}"
         );
         eprintln!("skipping the browser tests: {reason}");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn every_page_shows_real_data_without_console_errors() {
+    if !browser_available() {
         return;
     }
     let dashboards = tempfile::tempdir().unwrap();
@@ -291,7 +317,7 @@ fn every_page_shows_real_data_without_console_errors() {
 
     let browser = Browser::start(1400, 1000).unwrap();
     let pages = Pages {
-        stack: &stack,
+        base: stack.url(""),
         browser: &browser,
     };
 
@@ -500,14 +526,7 @@ fn every_page_shows_real_data_without_console_errors() {
         ("containers", vec!["web-1", "db-1", "GET /checkout 200"]),
         ("services", vec!["web", "db", "Replicas"]),
     ] {
-        let text = pages.open(&format!("dashboard-{name}"), &format!("/dashboards/{name}?range=1h"));
-        let timing = browser.eval("return window.__tidewatch.dashboard", json!([])).unwrap();
-        assert_eq!(timing["errors"], 0, "{name}: {timing} {text}");
-        assert_eq!(timing["drawn"], timing["panels"], "{name}: {timing}");
-        assert!(!text.contains("No data"), "{name} has an empty panel: {text}");
-        for e in expected {
-            assert!(text.contains(e), "dashboard {name} lacks {e}: {text}");
-        }
+        pages.dashboard(&format!("dashboard-{name}"), name, "1h", &expected);
     }
     // A variable narrows the panels.
     let text = pages.open("dashboard-hosts-node-b", "/dashboards/hosts?range=1h&var-node=node-b");
@@ -536,4 +555,77 @@ fn every_page_shows_real_data_without_console_errors() {
         .unwrap();
     assert_eq!(bg, "rgb(13, 17, 23)");
     pages.open("dashboard-hosts-dark", "/dashboards/hosts?range=1h");
+}
+
+/// The built-in dashboards drawn from what the collector of `tidewatch up` read itself: a real
+/// busybox container's cgroup counters and log lines, and the host's /proc, no data sent by the
+/// test. The binary serves the UI here, not the test's proxy.
+#[test]
+fn default_dashboards_draw_what_the_collector_read_from_a_real_container() {
+    if !browser_available() {
+        return;
+    }
+    let Some(docker) = tidewatch_testkit::require_docker("dashboards_collector") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tidewatch.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "collector:\n  docker: {{include: {{labels: [\"{}\"]}}}}\n  cgroup: {{interval: 1s}}\n  host: {{interval: 1s}}\n  shipper: {{batch_max_age: 200ms}}\n",
+            docker.label()
+        ),
+    )
+    .unwrap();
+    let server = tidewatch_testkit::TestServer::start(&["--config", config.to_str().unwrap(), "up"]);
+    server.wait_ready(Duration::from_secs(60)).unwrap();
+    docker.run_busybox(
+        "probe",
+        &[],
+        "i=0; while :; do i=$((i+1)); echo \"ui-probe line $i\"; sleep 0.2; done",
+    );
+    let name = docker.container_name("probe");
+
+    // Wait until the server holds two CPU samples (a rate) and log lines of the container.
+    let ask = |path: &str| -> Value {
+        let (status, body) = server.get(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let cpu =
+        format!("/api/v1/query?query=count(rate(container_cpu_usage_seconds_total%7Bname%3D%22{name}%22%7D%5B1m%5D))");
+    let logs = format!("/loki/api/v1/query?query=sum(count_over_time(%7Bcontainer%3D%22{name}%22%7D%5B5m%5D))");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let has = |v: Value| !v["data"]["result"].as_array().unwrap().is_empty();
+        if has(ask(&cpu)) && has(ask(&logs)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no collector data for {name} within 60 s: {}",
+            server.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let node = ask("/api/v1/query?query=node_uname_info")["data"]["result"][0]["metric"]["node"]
+        .as_str()
+        .expect("host metrics from the collector")
+        .to_string();
+
+    let browser = Browser::start(1400, 1000).unwrap();
+    let pages = Pages {
+        base: server.url(""),
+        browser: &browser,
+    };
+    for (dashboard, expected) in [
+        (
+            "containers",
+            vec![name.as_str(), "tidewatch-test/busybox", "ui-probe line"],
+        ),
+        ("hosts", vec![node.as_str(), "CPU busy"]),
+    ] {
+        pages.dashboard(&format!("collector-{dashboard}"), dashboard, "5m", &expected);
+    }
 }

@@ -104,7 +104,7 @@ pub struct HostSource {
     disk_exclude: Regex,
     netdev_exclude: Regex,
     mount_timeout: std::time::Duration,
-    stuck_mounts: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
+    statvfs: filesystem::Statvfs,
     clock_ticks: f64,
     /// Reused between rounds so a round does not allocate a buffer per file.
     buf: String,
@@ -128,7 +128,7 @@ impl HostSource {
             disk_exclude: re("diskstats_device_exclude", &config.diskstats_device_exclude)?,
             netdev_exclude: re("netdev_device_exclude", &config.netdev_device_exclude)?,
             mount_timeout: config.filesystem_mount_timeout.as_std(),
-            stuck_mounts: Default::default(),
+            statvfs: Default::default(),
             clock_ticks: rustix::param::clock_ticks_per_second() as f64,
             buf: String::with_capacity(16 * 1024),
         })
@@ -165,13 +165,16 @@ impl HostSource {
                 mount_points_exclude: &self.mount_points_exclude,
                 fs_types_exclude: &self.fs_types_exclude,
                 mount_timeout: self.mount_timeout,
-                stuck: &self.stuck_mounts,
+                statvfs: &self.statvfs,
             };
             filesystem::emit(&buf, &filter, &mut out);
         }
         self.buf = buf;
         proc::emit_uname(&mut out);
         out.push("node_time_seconds", &[], now_ms as f64 / 1000.0);
+        // What Prometheus records for each node_exporter scrape, so dashboards and rules written
+        // for `up{job="node"}` work on the agent's host metrics.
+        out.push("up", &[], 1.0);
         out.into_series()
     }
 }
