@@ -17,8 +17,9 @@ pub struct LogsConfig {
     pub retention_size: ByteSize,
     /// How often retention is applied (default `1m`).
     pub retention_interval: Duration,
-    /// How often the indexer commits (default `1s`): a line is searchable about this long
-    /// after it is acknowledged. Shorter means smaller segments and more merging.
+    /// How often the indexer commits under steady ingest (default `1s`): a line is searchable
+    /// at most about this long after it is acknowledged (sooner when ingest pauses: the indexer
+    /// also commits 100 ms after the last push). Shorter means smaller segments and more merging.
     pub commit_interval: Duration,
     /// Memory of the tantivy writer of each open partition (default `128MiB`).
     pub writer_memory: ByteSize,

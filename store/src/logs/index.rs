@@ -363,6 +363,13 @@ pub struct IndexerOptions {
 /// Writers at most open at once; more partitions written at once (late lines) close the least
 /// recently used.
 const MAX_OPEN_WRITERS: usize = 4;
+/// Lines are committed (made searchable) this long after ingest goes quiet, without waiting for
+/// the commit interval: a lone line is searchable in about a tenth of a second, and the end of
+/// a burst does not wait out the interval. Under steady ingest the interval still batches.
+const COMMIT_WHEN_QUIET: Duration = Duration::from_millis(100);
+/// Quiet commits come no closer than this, so bursty senders (agents shipping once a second
+/// each) cost at most four commits a second, not one per push.
+const MIN_COMMIT_GAP: Duration = Duration::from_millis(250);
 
 /// Batches synced WAL batches into partitions; commits every `commit_interval`.
 pub struct Indexer {
@@ -611,12 +618,17 @@ impl Indexer {
         }
     }
 
-    /// The indexer thread: add batches as they come, commit every interval, then truncate the
-    /// WAL up to what is committed.
+    /// The indexer thread: add batches as they come, commit every interval (or sooner once
+    /// ingest goes quiet, see [`COMMIT_WHEN_QUIET`]), then truncate the WAL up to what is
+    /// committed.
     pub fn run(mut self, rx: Receiver<WalBatch>, wal: WalTruncator) {
         let mut deadline = Instant::now() + self.options.commit_interval;
+        let mut last_add: Option<Instant> = None;
+        let mut last_commit = Instant::now();
         loop {
-            let timeout = deadline.saturating_duration_since(Instant::now());
+            let quiet_at = last_add.map(|t| (t + COMMIT_WHEN_QUIET).max(last_commit + MIN_COMMIT_GAP));
+            let wake = quiet_at.map_or(deadline, |q| q.min(deadline));
+            let timeout = wake.saturating_duration_since(Instant::now());
             let disconnected = match rx.recv_timeout(timeout) {
                 Ok(batch) => {
                     if let Some(tail) = self.tail.as_ref().filter(|t| t.receiver_count() > 0) {
@@ -625,12 +637,15 @@ impl Indexer {
                     if let Err(e) = self.add(batch) {
                         warn!(error = %e, "indexing failed; the lines stay in the WAL and are replayed at restart");
                     }
+                    last_add = Some(Instant::now());
                     false
                 }
                 Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => true,
             };
-            if disconnected || Instant::now() >= deadline {
+            let now = Instant::now();
+            let quiet = quiet_at.is_some_and(|q| now >= q) && last_add.is_some_and(|t| now >= t + COMMIT_WHEN_QUIET);
+            if disconnected || now >= deadline || quiet {
                 match self.commit() {
                     Ok(()) => wal.truncate(self.seq),
                     Err(e) => warn!(error = %e, "log index commit failed; will retry"),
@@ -638,7 +653,9 @@ impl Indexer {
                 if self.last_maintenance.elapsed() >= self.options.retention_interval {
                     self.maintain();
                 }
-                deadline = Instant::now() + self.options.commit_interval;
+                last_add = None;
+                last_commit = Instant::now();
+                deadline = last_commit + self.options.commit_interval;
             }
             if disconnected {
                 for (_, w) in self.writers.drain() {
