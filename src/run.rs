@@ -73,7 +73,7 @@ impl Role {
 /// After the agent's thread wakes, it waits this long before running tasks, so the wake-ups of
 /// fifty log sockets, timers and files arrive as one batch instead of hundreds a second: a
 /// context switch cost more than the work it woke for. Delays the agent's work by at most this.
-const AGENT_WAKE_COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
+const AGENT_WAKE_COALESCE: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// Runs `role` until a signal, then shuts down in order.
 pub fn run(role: Role, source: Source, config: Config, logging: Logging) -> anyhow::Result<()> {
