@@ -195,8 +195,9 @@ if [ $((i % 50)) -eq 0 ]; then echo "long $i $L"; fi; /busybox usleep 5000; done
     let (a2, _c2) = start_agent(&docker, &base, &agent_data).await;
     agent = a2;
 
-    // Take the server down for 5 s while the container keeps writing, then bring it back on
-    // the same address and data.
+    // Take the server down for 20 s (the outage) while the container keeps writing,
+    // then bring it back on the same address and data; the agent holds everything in its disk
+    // buffer meanwhile.
     let some = wait_for(&base, &err_sel, 300, Duration::from_secs(60)).await;
     assert!(
         some.len() < n,
@@ -204,7 +205,7 @@ if [ $((i % 50)) -eq 0 ]; then echo "long $i $L"; fi; /busybox usleep 5000; done
         some.len()
     );
     drop(first);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
     let _second = FixedServer::start(&addr, &server_dir.join("data"), &tmp.path().join("server2.log"));
 
     docker.docker_ok(&["wait", &id]);

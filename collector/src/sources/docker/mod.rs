@@ -18,7 +18,7 @@ use std::time::Duration as StdDuration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use tidewatch_model::names;
@@ -389,8 +389,8 @@ const STREAMS: [&str; 2] = ["stdout", "stderr"];
 /// Log messages taken from the stream at most per wake-up (and at most ENTRY_BYTES of lines),
 /// before they are buffered.
 const DRAIN_MAX: usize = 4096;
-/// A stream that yields nothing for this long has nothing more waiting.
-const DRAIN_IDLE: StdDuration = StdDuration::from_millis(1);
+/// Turns given to the connection task with nothing new before the socket counts as empty.
+const DRAIN_MISSES: u32 = 1;
 
 /// Hands one message to its stream; false when the log stream failed.
 fn feed(states: &mut [StreamLines], item: Result<LogOutput, bollard::errors::Error>, id: &str) -> bool {
@@ -470,30 +470,32 @@ async fn follow(
                 Some(None) => break,
                 Some(Some(item)) => {
                     failed = !feed(&mut states, item, &id);
-                    // Take what else is waiting. Docker sends each line as its own chunk, so the
-                    // next one is a task switch away while more sits in the socket; a quiet
-                    // DRAIN_IDLE means the socket is empty.
-                    let quiet = tokio::time::sleep(DRAIN_IDLE);
-                    tokio::pin!(quiet);
+                    // Take what else is waiting. Docker sends each line as its own chunk, and
+                    // hyper hands them over one per task switch, so a stream that is not ready
+                    // may only need its connection task to run: yield to it, and call the
+                    // socket empty after DRAIN_MISSES such turns come back with nothing. (A
+                    // timer here cost a wake-up of its own per drain.)
                     let mut taken = 1;
+                    let mut misses = 0;
                     let mut ended = false;
                     let full =
                         |states: &[StreamLines]| states.iter().map(|s| s.out_bytes).sum::<usize>() >= ENTRY_BYTES;
                     while !failed && taken < DRAIN_MAX && !full(&states) {
-                        quiet.as_mut().reset(tokio::time::Instant::now() + DRAIN_IDLE);
-                        tokio::select! {
-                            biased;
-                            n = logs.next() => match n {
-                                Some(item) => {
-                                    failed = !feed(&mut states, item, &id);
-                                    taken += 1;
-                                }
-                                None => {
-                                    ended = true;
-                                    break;
-                                }
-                            },
-                            _ = &mut quiet => break,
+                        match logs.next().now_or_never() {
+                            Some(Some(item)) => {
+                                failed = !feed(&mut states, item, &id);
+                                taken += 1;
+                                misses = 0;
+                            }
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None if misses < DRAIN_MISSES => {
+                                misses += 1;
+                                tokio::task::yield_now().await;
+                            }
+                            None => break,
                         }
                     }
                     if ended {
