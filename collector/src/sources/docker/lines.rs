@@ -332,7 +332,9 @@ impl StreamLines {
         }
         self.skip = None;
         let whole = line.consumed == 0;
-        self.emit(line.ts, String::from_utf8_lossy(&line.buf).into_owned(), cp, whole);
+        // The line's own buffer becomes the String (no copy) unless it is not UTF-8.
+        let text = String::from_utf8(line.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        self.emit(line.ts, text, cp, whole);
     }
 
     fn emit(&mut self, ts: i64, text: String, cp: Checkpoint, whole_line: bool) {
