@@ -126,6 +126,19 @@ fn v2_fixture_trees_give_cadvisor_metrics_in_both_layouts() {
             .all(|s| s.samples.len() == 1 && s.samples[0].timestamp_ms == 1_000)
     );
 
+    // The next round takes the limits from what the first read (they are read again every
+    // 10 s, not every round) and still reports them.
+    let again = source.collect_now("node-1", 1_500, &containers);
+    for name in [
+        "container_spec_memory_limit_bytes",
+        "container_spec_cpu_shares",
+        "container_spec_cpu_quota",
+        "container_threads_max",
+    ] {
+        assert!(a(name).is_some(), "{name} in the first round");
+        assert_eq!(value(&again, name, "cgroupfs-app", &[]), a(name), "{name}");
+    }
+
     // A container whose cgroup does not exist yields nothing rather than the host's numbers.
     let missing = source.collect_now("node-1", 2_000, &[info(&"c".repeat(64), "ghost")]);
     assert!(missing.is_empty(), "{missing:?}");

@@ -20,7 +20,7 @@ use tidewatch_model::{Duration, Labels, Series, names};
 
 use self::layout::ContainerDirs;
 pub use self::layout::{CgroupLayout, CgroupMount};
-use self::stats::{OpenFiles, Stats};
+use self::stats::{OpenFiles, Spec, Stats};
 use crate::sources::host::{Emitter, parse_net_dev, read_into};
 use crate::{CollectContext, ContainerInfo, MetricSource};
 
@@ -53,11 +53,17 @@ impl Default for CgroupConfig {
 /// 9223372036854771712 for unlimited).
 const MAX_MEMORY_LIMIT: u64 = 1 << 62;
 
+/// How often a container's limits and weights are read again (see [`Spec`]): `docker update`
+/// shows within this long.
+const SPEC_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
 struct Known {
     pid: u32,
     dirs: ContainerDirs,
     labels: Labels,
     files: OpenFiles,
+    /// The spec files' values and when they were read.
+    spec: Option<(std::time::Instant, Spec)>,
 }
 
 /// Reads every known container's cgroup counters once per round. Source id `cgroup`.
@@ -119,15 +125,21 @@ impl CgroupSource {
                         dirs,
                         labels: base_labels(c, node),
                         files: OpenFiles::default(),
+                        spec: None,
                     },
                 );
             }
             let known = self.known.get_mut(&c.id).expect("inserted above");
-            let stats = if self.layout.is_v1() {
-                stats::read_v1(&known.dirs, &mut known.files, &mut buf, self.clock_ticks)
+            let read_spec = known.spec.is_none_or(|(at, _)| at.elapsed() >= SPEC_REFRESH);
+            let mut stats = if self.layout.is_v1() {
+                stats::read_v1(&known.dirs, &mut known.files, &mut buf, self.clock_ticks, read_spec)
             } else {
-                stats::read_v2(&known.dirs, &mut known.files, &mut buf)
+                stats::read_v2(&known.dirs, &mut known.files, &mut buf, read_spec)
             };
+            match known.spec {
+                Some((_, spec)) if !read_spec => stats.set_spec(spec),
+                _ => known.spec = Some((std::time::Instant::now(), stats.spec())),
+            }
             let mut emitter = Emitter::new(&known.labels, now_ms);
             emit_stats(&stats, &mut self.devices, &self.sysfs, &mut buf, &mut emitter);
             if c.pid > 0

@@ -38,6 +38,38 @@ pub(super) struct Stats {
     pub processes: Option<u64>,
 }
 
+/// The limits and weights a container was given (`--memory`, `--cpus`, `--cpu-shares`,
+/// `--pids-limit`). They change only with `docker update`, so they are read again every
+/// `SPEC_REFRESH` rather than every round: five of a round's seventeen files.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Spec {
+    cpu_quota_us: Option<u64>,
+    cpu_period_us: Option<u64>,
+    cpu_shares: Option<u64>,
+    memory_limit: Option<u64>,
+    threads_max: Option<u64>,
+}
+
+impl Stats {
+    pub(super) fn spec(&self) -> Spec {
+        Spec {
+            cpu_quota_us: self.cpu_quota_us,
+            cpu_period_us: self.cpu_period_us,
+            cpu_shares: self.cpu_shares,
+            memory_limit: self.memory_limit,
+            threads_max: self.threads_max,
+        }
+    }
+
+    pub(super) fn set_spec(&mut self, spec: Spec) {
+        self.cpu_quota_us = spec.cpu_quota_us;
+        self.cpu_period_us = spec.cpu_period_us;
+        self.cpu_shares = spec.cpu_shares;
+        self.memory_limit = spec.memory_limit;
+        self.threads_max = spec.threads_max;
+    }
+}
+
 /// The value of `key` in a `key value` per line file (cpu.stat, memory.stat, memory.events…).
 fn field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
@@ -143,7 +175,14 @@ fn weight_to_shares(weight: u64) -> u64 {
     }
 }
 
-pub(super) fn read_v1(dirs: &ContainerDirs, files: &mut OpenFiles, buf: &mut String, clock_ticks: u64) -> Stats {
+/// One round of a v1 container; the [`Spec`] files only with `read_spec`.
+pub(super) fn read_v1(
+    dirs: &ContainerDirs,
+    files: &mut OpenFiles,
+    buf: &mut String,
+    clock_ticks: u64,
+    read_spec: bool,
+) -> Stats {
     let mut s = Stats::default();
     let mut r = Reader::new(buf, files);
     let [cpu, cpuacct, memory, blkio, pids] = &dirs.dirs;
@@ -161,14 +200,18 @@ pub(super) fn read_v1(dirs: &ContainerDirs, files: &mut OpenFiles, buf: &mut Str
             s.cfs_throttled_periods = field(t, "nr_throttled");
             s.cfs_throttled_ns = field(t, "throttled_time");
         }
-        s.cpu_quota_us = r.read(d, "cpu.cfs_quota_us").and_then(number);
-        s.cpu_period_us = r.read(d, "cpu.cfs_period_us").and_then(number);
-        s.cpu_shares = r.read(d, "cpu.shares").and_then(number);
+        if read_spec {
+            s.cpu_quota_us = r.read(d, "cpu.cfs_quota_us").and_then(number);
+            s.cpu_period_us = r.read(d, "cpu.cfs_period_us").and_then(number);
+            s.cpu_shares = r.read(d, "cpu.shares").and_then(number);
+        }
     }
     if let Some(d) = memory {
         s.memory_usage = r.read(d, "memory.usage_in_bytes").and_then(number);
         s.memory_max_usage = r.read(d, "memory.max_usage_in_bytes").and_then(number);
-        s.memory_limit = r.read(d, "memory.limit_in_bytes").and_then(number);
+        if read_spec {
+            s.memory_limit = r.read(d, "memory.limit_in_bytes").and_then(number);
+        }
         s.memory_failcnt = r.read(d, "memory.failcnt").and_then(number);
         if let Some(t) = r.read(d, "memory.stat") {
             // The total_* fields include descendant cgroups, which is what cAdvisor reports.
@@ -207,13 +250,16 @@ pub(super) fn read_v1(dirs: &ContainerDirs, files: &mut OpenFiles, buf: &mut Str
     }
     if let Some(d) = pids {
         s.threads = r.read(d, "pids.current").and_then(number);
-        s.threads_max = r.read(d, "pids.max").and_then(number);
+        if read_spec {
+            s.threads_max = r.read(d, "pids.max").and_then(number);
+        }
         s.processes = r.read(d, "cgroup.procs").map(|t| t.lines().count() as u64);
     }
     s
 }
 
-pub(super) fn read_v2(dirs: &ContainerDirs, files: &mut OpenFiles, buf: &mut String) -> Stats {
+/// One round of a v2 container; the [`Spec`] files only with `read_spec`.
+pub(super) fn read_v2(dirs: &ContainerDirs, files: &mut OpenFiles, buf: &mut String, read_spec: bool) -> Stats {
     let mut s = Stats::default();
     let Some(d) = &dirs.dirs[0] else { return s };
     let mut r = Reader::new(buf, files);
@@ -225,15 +271,18 @@ pub(super) fn read_v2(dirs: &ContainerDirs, files: &mut OpenFiles, buf: &mut Str
         s.cfs_throttled_periods = field(t, "nr_throttled");
         s.cfs_throttled_ns = field(t, "throttled_usec").map(|v| v * 1000);
     }
-    if let Some(t) = r.read(d, "cpu.max") {
-        let mut parts = t.split_ascii_whitespace();
-        s.cpu_quota_us = parts.next().and_then(number);
-        s.cpu_period_us = parts.next().and_then(number);
+    if read_spec {
+        if let Some(t) = r.read(d, "cpu.max") {
+            let mut parts = t.split_ascii_whitespace();
+            s.cpu_quota_us = parts.next().and_then(number);
+            s.cpu_period_us = parts.next().and_then(number);
+        }
+        s.cpu_shares = r.read(d, "cpu.weight").and_then(number).map(weight_to_shares);
+        s.memory_limit = r.read(d, "memory.max").and_then(number);
+        s.threads_max = r.read(d, "pids.max").and_then(number);
     }
-    s.cpu_shares = r.read(d, "cpu.weight").and_then(number).map(weight_to_shares);
     s.memory_usage = r.read(d, "memory.current").and_then(number);
     s.memory_max_usage = r.read(d, "memory.peak").and_then(number);
-    s.memory_limit = r.read(d, "memory.max").and_then(number);
     s.memory_swap = r.read(d, "memory.swap.current").and_then(number);
     if let Some(t) = r.read(d, "memory.stat") {
         s.memory_rss = field(t, "anon");
@@ -267,7 +316,6 @@ pub(super) fn read_v2(dirs: &ContainerDirs, files: &mut OpenFiles, buf: &mut Str
         s.io.sort();
     }
     s.threads = r.read(d, "pids.current").and_then(number);
-    s.threads_max = r.read(d, "pids.max").and_then(number);
     s.processes = r.read(d, "cgroup.procs").map(|t| t.lines().count() as u64);
     s
 }
