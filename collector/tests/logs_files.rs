@@ -191,10 +191,16 @@ async fn a_reused_inode_is_read_from_its_start() {
     agent.register(&mut registry);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    assert!(
-        text.contains(r#"tidewatch_agent_records_read_total{source="file"} 400"#),
-        "{text}"
-    );
+    // The new agent read the new content and nothing of the old: at most its 400 lines. It can
+    // be fewer: `abort` (unlike kill -9) lets a poll of the first agent that is already running
+    // finish, and that poll may buffer some of the new lines in the shared folder first; the
+    // exactly-once check above covers them either way.
+    let read: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"tidewatch_agent_records_read_total{source="file"} "#))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no file read counter: {text}"));
+    assert!((1..=400).contains(&read), "read {read} lines: {text}");
     assert!(
         text.contains("tidewatch_agent_records_sent_total{stream=\"logs\""),
         "{text}"
