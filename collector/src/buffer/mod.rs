@@ -350,14 +350,18 @@ impl Buffer {
 
     /// Appends the records of `source` with the source's checkpoint after them, waiting while
     /// the buffer is full. Returns the first sequence number given, or `None` for no records.
-    pub async fn push(&self, source: &str, checkpoint: String, payload: Payload) -> Result<Option<u64>, BufferError> {
+    pub async fn push(
+        &self,
+        source: &str,
+        mut checkpoint: String,
+        payload: Payload,
+    ) -> Result<Option<u64>, BufferError> {
         if payload.count() == 0 {
             return Ok(None);
         }
         let mut frame = vec![0u8; FRAME_HEADER as usize];
         let count = codec::encode(source, &checkpoint, &payload, &mut frame);
         drop(payload);
-        let mut checkpoint = checkpoint;
         let len = frame.len() as u64 - FRAME_HEADER;
         let seq_at = FRAME_HEADER as usize + 1 + 4 + source.len();
         loop {

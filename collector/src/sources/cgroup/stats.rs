@@ -91,52 +91,50 @@ fn number(text: &str) -> Option<u64> {
 /// half of a round (kernfs path lookups); a kept handle is read again from offset 0, which
 /// makes the kernel produce fresh contents. Dropped with the container.
 #[derive(Default)]
-pub(super) struct OpenFiles(HashMap<PathBuf, File>);
+pub(super) struct OpenFiles {
+    files: HashMap<PathBuf, File>,
+    /// The bytes of the last read, reused.
+    bytes: Vec<u8>,
+}
 
 impl OpenFiles {
     /// The contents of `path` into `buf`; false when it cannot be read (not there in this
-    /// kernel or version, or the cgroup is gone).
+    /// kernel or version, or the cgroup is gone) or is not UTF-8.
     pub(super) fn read(&mut self, path: &Path, buf: &mut String) -> bool {
         buf.clear();
-        if let Some(file) = self.0.get(path) {
-            if read_at_start(file, buf).is_ok() {
-                return true;
+        let kept = self
+            .files
+            .get(path)
+            .is_some_and(|f| read_at_start(f, &mut self.bytes).is_ok());
+        if !kept {
+            self.files.remove(path);
+            let Ok(file) = File::open(path) else { return false };
+            if read_at_start(&file, &mut self.bytes).is_err() {
+                return false;
             }
-            self.0.remove(path);
-            buf.clear();
+            self.files.insert(path.to_path_buf(), file);
         }
-        let Ok(file) = File::open(path) else { return false };
-        if read_at_start(&file, buf).is_err() {
-            return false;
+        match std::str::from_utf8(&self.bytes) {
+            Ok(text) => {
+                buf.push_str(text);
+                true
+            }
+            Err(_) => false,
         }
-        self.0.insert(path.to_path_buf(), file);
-        true
     }
 }
 
-/// Reads a whole pseudo-file from offset 0 (no size hint: these files report size 0 or 4096).
-fn read_at_start(file: &File, buf: &mut String) -> std::io::Result<()> {
-    let mut bytes = std::mem::take(buf).into_bytes();
+/// Reads a whole pseudo-file from offset 0 into `bytes` (no size hint: these files report
+/// size 0 or 4096).
+fn read_at_start(file: &File, bytes: &mut Vec<u8>) -> std::io::Result<()> {
     bytes.clear();
     let mut chunk = [0u8; 4096];
-    let result = loop {
+    loop {
         match file.read_at(&mut chunk, bytes.len() as u64) {
-            Ok(0) => break Ok(()),
+            Ok(0) => return Ok(()),
             Ok(n) => bytes.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    match String::from_utf8(bytes) {
-        Ok(text) => {
-            *buf = text;
-            result
-        }
-        Err(e) => {
-            let mut bytes = e.into_bytes();
-            bytes.clear();
-            *buf = String::from_utf8(bytes).unwrap_or_default();
-            Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+            Err(e) => return Err(e),
         }
     }
 }

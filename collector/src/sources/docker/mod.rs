@@ -392,6 +392,9 @@ const DRAIN_MAX: usize = 4096;
 /// Turns given to the connection task with nothing new before the socket counts as empty.
 const DRAIN_MISSES: u32 = 1;
 
+/// Bytes of lines per buffer entry.
+const ENTRY_BYTES: usize = 256 * 1024;
+
 /// Hands one message to its stream; false when the log stream failed.
 fn feed(states: &mut [StreamLines], item: Result<LogOutput, bollard::errors::Error>, id: &str) -> bool {
     match item {
@@ -406,8 +409,6 @@ fn feed(states: &mut [StreamLines], item: Result<LogOutput, bollard::errors::Err
     }
     true
 }
-/// Bytes of lines per buffer entry.
-const ENTRY_BYTES: usize = 256 * 1024;
 
 /// Follows one container's logs until it stops (or `cancel` fires).
 async fn follow(
@@ -503,7 +504,7 @@ async fn follow(
                     }
                 }
             }
-            if !ship(&mut states, &sources, &info, &node, &buffer, &metrics, &cancel, false).await {
+            if !ship(&mut states, &sources, &info, &node, &buffer, &metrics, &cancel).await {
                 return;
             }
             if failed {
@@ -514,7 +515,7 @@ async fn follow(
         if !failed {
             states.iter_mut().for_each(StreamLines::finish);
         }
-        if !ship(&mut states, &sources, &info, &node, &buffer, &metrics, &cancel, true).await {
+        if !ship(&mut states, &sources, &info, &node, &buffer, &metrics, &cancel).await {
             return;
         }
         states.iter_mut().for_each(StreamLines::restart);
@@ -533,7 +534,6 @@ async fn follow(
 }
 
 /// Pushes each stream's ready records as one entry with its checkpoint; false when cancelled.
-#[allow(clippy::too_many_arguments)]
 async fn ship(
     states: &mut [StreamLines],
     sources: &[String],
@@ -542,7 +542,6 @@ async fn ship(
     buffer: &Buffer,
     metrics: &AgentMetrics,
     cancel: &CancellationToken,
-    _final: bool,
 ) -> bool {
     for (i, s) in states.iter_mut().enumerate() {
         while !s.out.is_empty() {
