@@ -194,9 +194,19 @@ impl AgentHandle {
     }
 
     /// Stops every task at once, the way a crash would: no state is written on the way out.
-    pub fn abort(self) {
-        for t in self.tasks.iter().chain(self.metric_loops.values().map(|(t, _)| t)) {
+    /// Returns once no task runs any more: a task in the middle of a poll when the abort comes
+    /// finishes that poll first, and could otherwise still buffer what appears meanwhile.
+    pub async fn abort(self) {
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .into_iter()
+            .chain(self.metric_loops.into_values().map(|(t, _)| t))
+            .collect();
+        for t in &tasks {
             t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
         }
     }
 }

@@ -190,7 +190,7 @@ if [ $((i % 50)) -eq 0 ]; then echo "long $i $L"; fi; /busybox usleep 5000; done
     // Crash the agent mid-stream and start it again on the same data folder.
     let some = wait_for(&base, &err_sel, 100, Duration::from_secs(60)).await;
     assert!(some.len() >= 100 && some.len() < n, "mid-stream: {} lines", some.len());
-    agent.abort();
+    agent.abort().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (a2, _c2) = start_agent(&docker, &base, &agent_data).await;
     agent = a2;
@@ -223,7 +223,7 @@ if [ $((i % 50)) -eq 0 ]; then echo "long $i $L"; fi; /busybox usleep 5000; done
     assert_eq!(err[0].0["stream"], "stderr");
     let sent = agent.metrics();
     drop(sent);
-    agent.abort();
+    agent.abort().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,7 +279,7 @@ i=0; while [ $i -lt {n} ]; do i=$((i+1)); echo "line $i $P"; if [ $((i % 100)) -
     }
     assert_eq!(lines.len(), want.len(), "every line exactly once");
     assert!(lines.iter().zip(&want).all(|(a, b)| a == b), "in order");
-    agent.abort();
+    agent.abort().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,5 +327,5 @@ echo "start 1"; echo "  at a"; echo "  at b"; echo "start 2 $L"; echo "start 3";
     let skipped_name = docker.container_name("skipped");
     let none = fetch(&base, &format!(r#"{{container="{skipped_name}"}}"#));
     assert!(none.is_empty(), "an excluded container's logs are not shipped");
-    agent.abort();
+    agent.abort().await;
 }

@@ -86,5 +86,5 @@ async fn log_path_throughput() {
         total_mib / cpu,
         total_mib / wall
     );
-    agent.abort();
+    agent.abort().await;
 }
