@@ -36,7 +36,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 pub(crate) fn encode(source: &str, checkpoint: &str, payload: &Payload, out: &mut Vec<u8>) -> u64 {
     let count = payload.count();
     out.push(match payload {
-        Payload::Logs { .. } => KIND_LOGS,
+        Payload::Logs { .. } | Payload::EncodedLogs { .. } => KIND_LOGS,
         Payload::Metrics(_) => KIND_METRICS,
     });
     put_str(out, source);
@@ -51,6 +51,10 @@ pub(crate) fn encode(source: &str, checkpoint: &str, payload: &Payload, out: &mu
 pub(crate) fn encode_wire(payload: &Payload, out: &mut Vec<u8>) {
     match payload {
         Payload::Logs { labels, lines } => wire_logs(labels, lines, out),
+        Payload::EncodedLogs { labels, lines } => {
+            put_stream(labels, lines.bytes.len(), out);
+            out.extend_from_slice(&lines.bytes);
+        }
         Payload::Metrics(series) => series
             .iter()
             .filter(|s| !s.samples.is_empty())
@@ -68,34 +72,93 @@ fn put_len_delimited(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(bytes);
 }
 
+fn timestamp_len(ts: i64) -> usize {
+    let (seconds, nanos) = (ts.div_euclid(1_000_000_000), ts.rem_euclid(1_000_000_000));
+    1 + encoded_len_varint(seconds as u64) + 1 + encoded_len_varint(nanos as u64)
+}
+
+fn entry_len(ts: i64, line: &str) -> usize {
+    len_delimited(1, timestamp_len(ts)) + len_delimited(2, line.len())
+}
+
+/// `StreamAdapter.entries` (field 2): `EntryAdapter { timestamp = 1 { seconds = 1, nanos = 2 },
+/// line = 2 }`.
+fn put_entry(ts: i64, line: &str, out: &mut Vec<u8>) {
+    encode_key(2, WireType::LengthDelimited, out);
+    encode_varint(entry_len(ts, line) as u64, out);
+    encode_key(1, WireType::LengthDelimited, out);
+    encode_varint(timestamp_len(ts) as u64, out);
+    encode_key(1, WireType::Varint, out);
+    encode_varint(ts.div_euclid(1_000_000_000) as u64, out);
+    encode_key(2, WireType::Varint, out);
+    encode_varint(ts.rem_euclid(1_000_000_000) as u64, out);
+    put_len_delimited(2, line.as_bytes(), out);
+}
+
 /// `PushRequest.streams` (field 1): one `StreamAdapter { labels = 1, entries = 2 }` whose
-/// entries are `EntryAdapter { timestamp = 1 { seconds = 1, nanos = 2 }, line = 2 }`.
-fn wire_logs(labels: &Labels, lines: &[(i64, String)], out: &mut Vec<u8>) {
-    let labels = loki_push::format_labels(labels);
-    let timestamp_len = |ts: i64| {
-        let (seconds, nanos) = (ts.div_euclid(1_000_000_000), ts.rem_euclid(1_000_000_000));
-        1 + encoded_len_varint(seconds as u64) + 1 + encoded_len_varint(nanos as u64)
-    };
-    let entry_len = |ts: i64, line: &str| len_delimited(1, timestamp_len(ts)) + len_delimited(2, line.len());
-    let stream_len = len_delimited(1, labels.len())
-        + lines
-            .iter()
-            .map(|(ts, line)| len_delimited(2, entry_len(*ts, line)))
-            .sum::<usize>();
+/// entries are already encoded.
+fn put_stream(labels: &str, entries_len: usize, out: &mut Vec<u8>) {
+    let stream_len = len_delimited(1, labels.len()) + entries_len;
     out.reserve(len_delimited(1, stream_len));
     encode_key(1, WireType::LengthDelimited, out);
     encode_varint(stream_len as u64, out);
     put_len_delimited(1, labels.as_bytes(), out);
+}
+
+fn wire_logs(labels: &Labels, lines: &[(i64, String)], out: &mut Vec<u8>) {
+    let labels = loki_push::format_labels(labels);
+    let entries_len = lines
+        .iter()
+        .map(|(ts, line)| len_delimited(2, entry_len(*ts, line)))
+        .sum::<usize>();
+    put_stream(&labels, entries_len, out);
     for (ts, line) in lines {
-        encode_key(2, WireType::LengthDelimited, out);
-        encode_varint(entry_len(*ts, line) as u64, out);
-        encode_key(1, WireType::LengthDelimited, out);
-        encode_varint(timestamp_len(*ts) as u64, out);
-        encode_key(1, WireType::Varint, out);
-        encode_varint(ts.div_euclid(1_000_000_000) as u64, out);
-        encode_key(2, WireType::Varint, out);
-        encode_varint(ts.rem_euclid(1_000_000_000) as u64, out);
-        put_len_delimited(2, line.as_bytes(), out);
+        put_entry(*ts, line, out);
+    }
+}
+
+/// Log lines of one stream, encoded as Loki entries as they arrive: a follower writes each
+/// line once, from the bytes Docker sent, and never keeps it as a `String` of its own.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EncodedLines {
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+impl EncodedLines {
+    /// Appends one line.
+    pub fn push(&mut self, ts: i64, line: &str) {
+        put_entry(ts, line, &mut self.bytes);
+        self.count += 1;
+    }
+
+    /// How many lines.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether no line was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes encoded so far (a little more than the lines' text).
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The lines back, for tests.
+    pub fn decode(&self) -> Vec<(i64, String)> {
+        // The entries alone are a valid `StreamAdapter` (field 2 repeated, nothing else).
+        let stream = <loki_push::StreamAdapter as prost::Message>::decode(&self.bytes[..]).unwrap_or_default();
+        stream
+            .entries
+            .into_iter()
+            .map(|e| {
+                let t = e.timestamp.unwrap_or_default();
+                (t.seconds * 1_000_000_000 + t.nanos as i64, e.line)
+            })
+            .collect()
     }
 }
 
@@ -275,6 +338,7 @@ pub(crate) fn encode_v1(source: &str, first_seq: u64, checkpoint: &str, payload:
     out.push(match payload {
         Payload::Logs { .. } => KIND_LOGS_V1,
         Payload::Metrics(_) => KIND_METRICS_V1,
+        Payload::EncodedLogs { .. } => unreachable!("entries of the old format never held encoded lines"),
     });
     put_str(&mut out, source);
     out.extend_from_slice(&first_seq.to_le_bytes());
@@ -300,6 +364,7 @@ pub(crate) fn encode_v1(source: &str, first_seq: u64, checkpoint: &str, payload:
                 }
             }
         }
+        Payload::EncodedLogs { .. } => unreachable!("refused above"),
     }
     out
 }

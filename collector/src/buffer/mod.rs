@@ -32,6 +32,8 @@
 pub(crate) mod codec;
 mod state;
 
+pub use codec::EncodedLines;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -113,6 +115,13 @@ pub enum Payload {
         /// The lines, each one record.
         lines: Vec<(i64, String)>,
     },
+    /// Log lines of one stream, already encoded (the Docker follower's hot path).
+    EncodedLogs {
+        /// The stream's labels as Loki writes them, from [`tidewatch_model::loki_push::format_labels`].
+        labels: Arc<str>,
+        /// The lines, each one record.
+        lines: EncodedLines,
+    },
     /// One round of a metric source; each sample is one record.
     Metrics(Vec<Series>),
 }
@@ -122,6 +131,7 @@ impl Payload {
     pub fn count(&self) -> u64 {
         match self {
             Payload::Logs { lines, .. } => lines.len() as u64,
+            Payload::EncodedLogs { lines, .. } => lines.count(),
             Payload::Metrics(series) => series.iter().map(|s| s.samples.len() as u64).sum(),
         }
     }

@@ -203,3 +203,28 @@ async fn frames_of_the_old_format_are_read_as_wire_bytes() {
     assert_eq!((batch.entries[0].first_seq, batch.entries[0].records), (1, 2));
     assert_eq!(first_line(&batch.entries[1]), "after");
 }
+
+#[test]
+fn lines_encoded_as_they_arrive_give_the_same_wire_bytes_as_lines_encoded_at_push() {
+    let text = ["plain", "", "ünïcödé \"quoted\"", &"x".repeat(300)];
+    let labels = Labels::from_pairs([("job", "t"), ("stream", "stdout")]);
+    let mut encoded = EncodedLines::default();
+    // Negative and pre-1970 stamps too: seconds and nanos are split the same way.
+    let stamps = [1_795_428_000_000_000_001, 0, -1, 1_500_000_000];
+    for (ts, line) in stamps.iter().zip(text) {
+        encoded.push(*ts, line);
+    }
+    let logs = Payload::Logs {
+        labels: labels.clone(),
+        lines: stamps.iter().zip(text).map(|(ts, l)| (*ts, l.to_string())).collect(),
+    };
+    let pushed = Payload::EncodedLogs {
+        labels: tidewatch_model::loki_push::format_labels(&labels).into(),
+        lines: encoded.clone(),
+    };
+    assert_eq!(pushed.count(), 4);
+    assert_eq!(wire(&pushed), wire(&logs));
+    let back: Vec<(i64, String)> = encoded.decode();
+    assert_eq!(back[2], (-1, text[2].to_string()));
+    assert_eq!(back[3].1.len(), 300);
+}

@@ -12,7 +12,11 @@
 //! stamped `ts`, and `bytes` bytes of the line after them (emitted early as split pieces) were
 //! taken. Lines of one stream are stamped in order, so this names one position in the stream.
 
+use std::borrow::Cow;
+
 use regex::Regex;
+
+use crate::buffer::EncodedLines;
 
 /// Appended to every piece of a split line but the last, so a reader sees the line goes on.
 pub const LINE_CONTINUES: &str = " [tidewatch: line continues]";
@@ -48,6 +52,9 @@ impl Checkpoint {
 
 /// Parses Docker's `2006-01-02T15:04:05.999999999Z` (any fraction length, `Z` only) to ns.
 pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
+    if s.len() == STAMP - 1 {
+        return parse_fixed_timestamp(s);
+    }
     let s = std::str::from_utf8(s).ok()?;
     let s = s.strip_suffix('Z')?;
     let (date, time) = s.split_once('T')?;
@@ -79,6 +86,38 @@ pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
     } else {
         frac.parse::<i64>().ok()? * 10i64.pow(9 - frac.len() as u32)
     };
+    civil_to_ns(y, m, day, hh, mm, ss, nanos)
+}
+
+/// The stamp as Docker writes it with `timestamps=true`: always nine fraction digits, so the
+/// fields sit at fixed offsets (every line of every container goes through here).
+fn parse_fixed_timestamp(s: &[u8]) -> Option<i64> {
+    let digits = |from: usize, to: usize| -> Option<i64> {
+        s[from..to].iter().try_fold(0i64, |acc, b| {
+            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+        })
+    };
+    let separators = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (29, b'Z'),
+    ];
+    if separators.iter().any(|(i, c)| s[*i] != *c) {
+        return None;
+    }
+    let (y, m, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
+    let (hh, mm, ss) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    civil_to_ns(y, m, day, hh, mm, ss, digits(20, 29)?)
+}
+
+fn civil_to_ns(y: i64, m: i64, day: i64, hh: i64, mm: i64, ss: i64, nanos: i64) -> Option<i64> {
     // Days from the civil date (H. Hinnant's algorithm).
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -112,6 +151,12 @@ fn split_stamp(msg: &[u8]) -> Option<(i64, &[u8])> {
     Some((parse_timestamp(&msg[..space])?, &msg[space + 1..]))
 }
 
+/// Bytes of lines per chunk (one buffer entry): big bursts become several modest frames.
+pub const ENTRY_BYTES: usize = 256 * 1024;
+
+/// A finished line's buffer up to this capacity is kept for the next line.
+const SPARE_CAPACITY: usize = 4096;
+
 struct Line {
     ts: i64,
     n_before: u64,
@@ -125,15 +170,21 @@ struct Line {
     backwards: bool,
 }
 
-/// A record ready for the buffer, with the checkpoint after it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Out {
-    /// Timestamp (ns).
-    pub ts: i64,
-    /// The text.
-    pub line: String,
-    /// The stream's checkpoint right after this record.
+/// Records ready for the buffer, encoded, with the stream's checkpoint after the last of them.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The records.
+    pub lines: EncodedLines,
+    /// The checkpoint right after them.
     pub cp: Checkpoint,
+}
+
+/// A multi-line record being assembled.
+struct Pending {
+    ts: i64,
+    text: String,
+    /// The checkpoint after its last line.
+    cp: Checkpoint,
 }
 
 /// One stream's state.
@@ -146,13 +197,14 @@ pub struct StreamLines {
     /// CRC-32 of the last line taken (when it was taken whole), to recognise it sent again.
     last_crc: Option<u32>,
     line: Option<Line>,
-    /// Multi-line record being assembled, and the checkpoint after its last line.
-    pending: Option<(Out, Checkpoint)>,
-    /// Records ready, and the checkpoint after the last of them.
-    pub out: Vec<Out>,
+    /// The last line's buffer, reused for the next.
+    spare: Vec<u8>,
+    pending: Option<Pending>,
+    /// Records ready, in chunks of about ENTRY_BYTES.
+    pub out: Vec<Chunk>,
     /// The checkpoint after `out`'s records.
     pub out_cp: Checkpoint,
-    /// Bytes in `out`, to cut entries.
+    /// Bytes of text in `out`.
     pub out_bytes: usize,
 }
 
@@ -167,6 +219,7 @@ impl StreamLines {
             cur_n: 0,
             last_crc: None,
             line: None,
+            spare: Vec::new(),
             pending: None,
             out: Vec::new(),
             out_cp: resume.unwrap_or_default(),
@@ -252,7 +305,7 @@ impl StreamLines {
             self.line = Some(Line {
                 ts,
                 n_before,
-                buf: Vec::new(),
+                buf: std::mem::take(&mut self.spare),
                 consumed: 0,
                 skip_to,
                 backwards,
@@ -301,7 +354,14 @@ impl StreamLines {
             ));
         }
         for (ts, text, cp) in pieces {
-            self.emit(ts, text, cp, false);
+            self.emit(ts, &text, cp, false);
+        }
+    }
+
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() <= SPARE_CAPACITY {
+            buf.clear();
+            self.spare = buf;
         }
     }
 
@@ -309,12 +369,12 @@ impl StreamLines {
         self.drain(true);
         let Some(line) = self.line.take() else { return };
         if line.backwards {
-            return;
+            return self.recycle(line.buf);
         }
         // json-file also sends the last line before a rotation again, with its own stamp.
         let crc = (line.consumed == 0 && line.skip_to == 0).then(|| crc32fast::hash(&line.buf));
         if crc.is_some() && self.cur_ts == line.ts && crc == self.last_crc {
-            return;
+            return self.recycle(line.buf);
         }
         self.last_crc = crc;
         self.cur_ts = line.ts;
@@ -328,50 +388,67 @@ impl StreamLines {
             if line.skip_to != u64::MAX {
                 self.skip = None;
             }
-            return;
+            return self.recycle(line.buf);
         }
         self.skip = None;
         let whole = line.consumed == 0;
-        // The line's own buffer becomes the String (no copy) unless it is not UTF-8.
-        let text = String::from_utf8(line.buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        self.emit(line.ts, text, cp, whole);
+        let text = match std::str::from_utf8(&line.buf) {
+            Ok(t) => Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(&line.buf),
+        };
+        self.emit(line.ts, &text, cp, whole);
+        drop(text);
+        self.recycle(line.buf);
     }
 
-    fn emit(&mut self, ts: i64, text: String, cp: Checkpoint, whole_line: bool) {
+    fn emit(&mut self, ts: i64, text: &str, cp: Checkpoint, whole_line: bool) {
         let Some(start) = &self.multiline else {
-            self.push_out(Out { ts, line: text, cp }, cp);
+            self.push_out(ts, text, cp);
             return;
         };
         if !whole_line {
             self.flush_pending();
-            self.push_out(Out { ts, line: text, cp }, cp);
+            self.push_out(ts, text, cp);
             return;
         }
-        let starts = start.is_match(&text);
+        let starts = start.is_match(text);
         match &mut self.pending {
-            Some((rec, pcp)) if !starts && rec.line.len() + 1 + text.len() <= self.max_line => {
-                rec.line.push('\n');
-                rec.line.push_str(&text);
-                *pcp = cp;
+            Some(p) if !starts && p.text.len() + 1 + text.len() <= self.max_line => {
+                p.text.push('\n');
+                p.text.push_str(text);
+                p.cp = cp;
             }
             _ => {
                 self.flush_pending();
-                self.pending = Some((Out { ts, line: text, cp }, cp));
+                self.pending = Some(Pending {
+                    ts,
+                    text: text.to_string(),
+                    cp,
+                });
             }
         }
     }
 
     /// Emits the multi-line record being assembled (on a new start line, a timeout or the end).
     pub fn flush_pending(&mut self) {
-        if let Some((rec, cp)) = self.pending.take() {
-            self.push_out(rec, cp);
+        if let Some(p) = self.pending.take() {
+            self.push_out(p.ts, &p.text, p.cp);
         }
     }
 
-    fn push_out(&mut self, mut rec: Out, cp: Checkpoint) {
-        rec.cp = cp;
-        self.out_bytes += rec.line.len();
-        self.out.push(rec);
+    fn push_out(&mut self, ts: i64, text: &str, cp: Checkpoint) {
+        match self.out.last_mut() {
+            Some(chunk) if chunk.lines.byte_len() < ENTRY_BYTES => {
+                chunk.lines.push(ts, text);
+                chunk.cp = cp;
+            }
+            _ => {
+                let mut lines = EncodedLines::default();
+                lines.push(ts, text);
+                self.out.push(Chunk { lines, cp });
+            }
+        }
+        self.out_bytes += text.len();
         self.out_cp = cp;
     }
 
@@ -393,8 +470,12 @@ mod tests {
         format!("2026-11-23T10:00:{s:02}.{ns:09}Z ")
     }
 
+    fn records(s: &StreamLines) -> Vec<(i64, String)> {
+        s.out.iter().flat_map(|c| c.lines.decode()).collect()
+    }
+
     fn lines(s: &StreamLines) -> Vec<String> {
-        s.out.iter().map(|o| o.line.clone()).collect()
+        records(s).into_iter().map(|(_, line)| line).collect()
     }
 
     #[test]
@@ -412,6 +493,23 @@ mod tests {
             "past i64 nanoseconds"
         );
         assert_eq!(parse_timestamp(b"99999999999999-01-01T00:00:00Z"), None);
+        // Docker's own width (nine fraction digits) takes the fixed-offset path; it agrees
+        // with the general one and refuses what the general one refuses.
+        assert_eq!(
+            parse_timestamp(b"2026-02-28T23:59:60.500000000Z"),
+            parse_timestamp(b"2026-02-28T23:59:60.5Z")
+        );
+        assert!(parse_timestamp(b"2026-02-28T23:59:60.5Z").is_some());
+        for bad in [
+            &b"2026-11-23T10:00:00.00000000xZ"[..],
+            b"2026-11-23 10:00:00.000000000Z",
+            b"2026-11-23T24:00:00.000000000Z",
+            b"2026-00-23T10:00:00.000000000Z",
+            b"2026-11-23T10:00:00.000000000+",
+            b"+026-11-23T10:00:00.000000000Z",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
@@ -422,7 +520,10 @@ mod tests {
         s.feed_message(format!("{}ccc\n", stamp(2, 0)).as_bytes());
         s.feed_message(format!("{}d\n", stamp(2, 0)).as_bytes());
         assert_eq!(lines(&s), ["aaabbbccc", "d"]);
-        assert_eq!(s.out[0].ts, parse_timestamp(stamp(1, 0).trim().as_bytes()).unwrap());
+        assert_eq!(
+            records(&s)[0].0,
+            parse_timestamp(stamp(1, 0).trim().as_bytes()).unwrap()
+        );
         assert_eq!(
             s.out_cp.n, 1,
             "d is the first line stamped 00:02 (the joined line took 00:01)"

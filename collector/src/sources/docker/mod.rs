@@ -21,8 +21,8 @@ use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuild
 use futures_util::{FutureExt, StreamExt};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use tidewatch_model::names;
 use tidewatch_model::{ByteSize, Duration, Labels};
+use tidewatch_model::{loki_push, names};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ContainerInfo;
 use crate::agent::AgentMetrics;
 use crate::buffer::{Buffer, Payload};
-use lines::StreamLines;
+use lines::{ENTRY_BYTES, StreamLines};
 
 /// The container label that sets a container's multi-line start pattern.
 pub const MULTILINE_LABEL: &str = "tidewatch.multiline.start";
@@ -132,15 +132,64 @@ impl Filters {
     }
 }
 
+/// Bytes hyper reads from a Docker socket at a time. Its default read buffer grows with each
+/// read that fills it (up to ~400 KiB), and a follower's socket fills it at every burst: fifty
+/// followed containers then held megabytes of read buffers (the agent's RSS figure, issue 5).
+/// A fixed size keeps each connection at this, at the cost of more reads for a large backlog.
+const DOCKER_READ_BYTES: usize = 16 * 1024;
+
 async fn connect(config: &DockerConfig) -> Result<Docker, bollard::errors::Error> {
-    let docker = match config.host.as_deref() {
+    let from_env = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+    let host = config.host.clone().or(from_env);
+    let docker = match host.as_deref() {
         Some(h) if h.starts_with("http://") || h.starts_with("tcp://") => {
             Docker::connect_with_http(h, 120, bollard::API_DEFAULT_VERSION)?
         }
-        Some(h) => Docker::connect_with_unix(h, 120, bollard::API_DEFAULT_VERSION)?,
-        None => Docker::connect_with_local_defaults()?,
+        Some(h) => connect_unix(h.trim_start_matches("unix://"))?,
+        None => connect_unix("/var/run/docker.sock")?,
     };
     docker.negotiate_version().await
+}
+
+/// bollard over our own hyper client, which differs from bollard's only in
+/// [`DOCKER_READ_BYTES`].
+fn connect_unix(path: &str) -> Result<Docker, bollard::errors::Error> {
+    if !std::path::Path::new(path).exists() {
+        return Err(bollard::errors::Error::SocketNotFoundError(path.to_string()));
+    }
+    let mut builder = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+    builder
+        .pool_max_idle_per_host(0)
+        .http1_read_buf_exact_size(DOCKER_READ_BYTES);
+    let client = Arc::new(builder.build(SocketConnector(Arc::from(path))));
+    let transport = move |req: bollard::BollardRequest| {
+        let client = Arc::clone(&client);
+        async move { client.request(req).await.map_err(bollard::errors::Error::from) }
+    };
+    // The address only names the host in requests; the connector always dials the socket.
+    Docker::connect_with_custom_transport(transport, Some("http://docker"), 120, bollard::API_DEFAULT_VERSION)
+}
+
+/// Connects every request to one Unix socket, whatever the URI says.
+#[derive(Clone)]
+struct SocketConnector(Arc<str>);
+
+impl tower_service::Service<hyper::Uri> for SocketConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: hyper::Uri) -> Self::Future {
+        let path = Arc::clone(&self.0);
+        Box::pin(async move {
+            let stream = tokio::net::UnixStream::connect(&*path).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
 }
 
 async fn inspect(docker: &Docker, id: &str) -> Option<(ContainerInfo, bool)> {
@@ -374,15 +423,40 @@ pub async fn run(
     }
 }
 
-fn stream_labels(info: &ContainerInfo, node: &str, stream: &str) -> Labels {
-    Labels::from_pairs([
-        (names::CONTAINER, info.name.as_str()),
-        (names::CONTAINER_ID, info.id.as_str()),
-        (names::IMAGE, info.image.as_str()),
-        (names::SERVICE, info.service.as_str()),
-        (names::NODE, node),
-        (names::STREAM, stream),
-    ])
+/// The Loki label text of a container's streams, formatted again only when discovery sends
+/// the container's details anew (a rename, a restart).
+struct StreamLabels {
+    info: watch::Receiver<ContainerInfo>,
+    node: String,
+    text: [Arc<str>; 2],
+}
+
+impl StreamLabels {
+    fn new(mut info: watch::Receiver<ContainerInfo>, node: String) -> Self {
+        let text = Self::format(&info.borrow_and_update(), &node);
+        StreamLabels { info, node, text }
+    }
+
+    fn format(info: &ContainerInfo, node: &str) -> [Arc<str>; 2] {
+        STREAMS.map(|stream| {
+            let labels = Labels::from_pairs([
+                (names::CONTAINER, info.name.as_str()),
+                (names::CONTAINER_ID, info.id.as_str()),
+                (names::IMAGE, info.image.as_str()),
+                (names::SERVICE, info.service.as_str()),
+                (names::NODE, node),
+                (names::STREAM, stream),
+            ]);
+            Arc::from(loki_push::format_labels(&labels))
+        })
+    }
+
+    fn of_stream(&mut self, i: usize) -> Arc<str> {
+        if self.info.has_changed().unwrap_or(false) {
+            self.text = Self::format(&self.info.borrow_and_update(), &self.node);
+        }
+        self.text[i].clone()
+    }
 }
 
 const STREAMS: [&str; 2] = ["stdout", "stderr"];
@@ -391,9 +465,6 @@ const STREAMS: [&str; 2] = ["stdout", "stderr"];
 const DRAIN_MAX: usize = 4096;
 /// Turns given to the connection task with nothing new before the socket counts as empty.
 const DRAIN_MISSES: u32 = 1;
-
-/// Bytes of lines per buffer entry.
-const ENTRY_BYTES: usize = 256 * 1024;
 
 /// Hands one message to its stream; false when the log stream failed.
 fn feed(states: &mut [StreamLines], item: Result<LogOutput, bollard::errors::Error>, id: &str) -> bool {
@@ -434,6 +505,7 @@ async fn follow(
         })
     };
     let max_line = config.max_line_size.bytes() as usize;
+    let mut labels = StreamLabels::new(info.clone(), node);
     let mut states: Vec<StreamLines> = sources
         .iter()
         .map(|s| {
@@ -504,7 +576,7 @@ async fn follow(
                     }
                 }
             }
-            if !ship(&mut states, &sources, &info, &node, &buffer, &metrics, &cancel).await {
+            if !ship(&mut states, &sources, &mut labels, &buffer, &metrics, &cancel).await {
                 return;
             }
             if failed {
@@ -515,7 +587,7 @@ async fn follow(
         if !failed {
             states.iter_mut().for_each(StreamLines::finish);
         }
-        if !ship(&mut states, &sources, &info, &node, &buffer, &metrics, &cancel).await {
+        if !ship(&mut states, &sources, &mut labels, &buffer, &metrics, &cancel).await {
             return;
         }
         states.iter_mut().for_each(StreamLines::restart);
@@ -533,37 +605,30 @@ async fn follow(
     }
 }
 
-/// Pushes each stream's ready records as one entry with its checkpoint; false when cancelled.
+/// Pushes each stream's ready records, a chunk an entry with its checkpoint; false when
+/// cancelled.
 async fn ship(
     states: &mut [StreamLines],
     sources: &[String],
-    info: &watch::Receiver<ContainerInfo>,
-    node: &str,
+    labels: &mut StreamLabels,
     buffer: &Buffer,
     metrics: &AgentMetrics,
     cancel: &CancellationToken,
 ) -> bool {
     for (i, s) in states.iter_mut().enumerate() {
-        while !s.out.is_empty() {
-            // Cut big bursts into entries of ENTRY_BYTES so one entry stays a modest frame.
-            let mut take = 0;
-            let mut bytes = 0;
-            while take < s.out.len() && (take == 0 || bytes < ENTRY_BYTES) {
-                bytes += s.out[take].line.len();
-                take += 1;
-            }
-            let cp = s.out[take - 1].cp;
-            let lines: Vec<(i64, String)> = s.out.drain(..take).map(|o| (o.ts, o.line)).collect();
-            if s.out.is_empty() && s.out.capacity() > 256 {
-                // A burst grew it; fifty quiet containers need not each keep that much.
-                s.out = Vec::new();
-            }
-            s.out_bytes = s.out_bytes.saturating_sub(bytes);
-            let labels = stream_labels(&info.borrow(), node, STREAMS[i]);
-            let n = lines.len() as u64;
+        if s.out.is_empty() {
+            continue;
+        }
+        s.out_bytes = 0;
+        for chunk in std::mem::take(&mut s.out) {
+            let n = chunk.lines.count();
+            let payload = Payload::EncodedLogs {
+                labels: labels.of_stream(i),
+                lines: chunk.lines,
+            };
             let pushed = tokio::select! {
                 _ = cancel.cancelled() => return false,
-                r = buffer.push(&sources[i], cp.encode(), Payload::Logs { labels, lines }) => r,
+                r = buffer.push(&sources[i], chunk.cp.encode(), payload) => r,
             };
             match pushed {
                 Ok(_) => metrics.read("docker", n),
