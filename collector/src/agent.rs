@@ -342,10 +342,13 @@ async fn metric_loop(
         metrics.read("metrics", payload.count());
         let pushed = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = buffer.push(&id, String::new(), payload) => r,
+            r = buffer.push(&id, String::new(), &payload) => r,
         };
         if let Err(e) = pushed {
             tracing::error!(source = %id, error = %e, "agent: cannot buffer a metric round; it is lost");
+        }
+        if let Payload::Metrics(series) = payload {
+            source.reuse(series);
         }
     }
     if shutdown.is_cancelled() {

@@ -86,6 +86,10 @@ pub trait MetricSource: Send {
     fn finish(&mut self, _now_ms: i64) -> Vec<Series> {
         Vec::new()
     }
+
+    /// Takes back a round's series once they are buffered, for a source that reuses them in
+    /// its next round instead of building the same label sets again.
+    fn reuse(&mut self, _series: Vec<Series>) {}
 }
 
 #[cfg(test)]

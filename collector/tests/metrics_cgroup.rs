@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tidewatch_collector::ContainerInfo;
 use tidewatch_collector::sources::cgroup::{CgroupConfig, CgroupLayout, CgroupSource};
+use tidewatch_collector::{ContainerInfo, MetricSource};
 use tidewatch_model::Series;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -302,17 +302,27 @@ fn bench_metric_rounds() {
     let mut host = tidewatch_collector::sources::host::HostSource::new(&Default::default()).unwrap();
     // Warm-up: path discovery and device names happen once per container.
     let mut series = cgroup.collect_now("n", 0, &containers).len() + host.collect_now("n", 0).len();
-    let (cpu0, wall0) = (own_cpu_seconds(), Instant::now());
-    for r in 0..rounds {
-        series = cgroup.collect_now("n", r as i64, &containers).len() + host.collect_now("n", r as i64).len();
+    // The same rounds twice: each round's series dropped, then given back to be reused as the
+    // agent does (`MetricSource::reuse`).
+    for reuse in [false, true] {
+        let (cpu0, wall0) = (own_cpu_seconds(), Instant::now());
+        for r in 0..rounds {
+            let c = cgroup.collect_now("n", r as i64, &containers);
+            let h = host.collect_now("n", r as i64);
+            series = c.len() + h.len();
+            if reuse {
+                cgroup.reuse(c);
+                host.reuse(h);
+            }
+        }
+        let cpu = own_cpu_seconds() - cpu0;
+        let wall = wall0.elapsed().as_secs_f64();
+        println!(
+            "BENCH containers={} rounds={rounds} reuse={reuse} series_per_round={series} cpu_ms_per_round={:.3} wall_ms_per_round={:.3} cpu_percent_at_1s={:.2}",
+            containers.len(),
+            cpu * 1000.0 / rounds as f64,
+            wall * 1000.0 / rounds as f64,
+            cpu * 100.0 / rounds as f64
+        );
     }
-    let cpu = own_cpu_seconds() - cpu0;
-    let wall = wall0.elapsed().as_secs_f64();
-    println!(
-        "BENCH containers={} rounds={rounds} series_per_round={series} cpu_ms_per_round={:.3} wall_ms_per_round={:.3} cpu_percent_at_1s={:.2}",
-        containers.len(),
-        cpu * 1000.0 / rounds as f64,
-        wall * 1000.0 / rounds as f64,
-        cpu * 100.0 / rounds as f64
-    );
 }

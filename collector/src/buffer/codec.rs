@@ -126,6 +126,14 @@ pub struct EncodedLines {
 }
 
 impl EncodedLines {
+    /// Room for `bytes` of entries before the first reallocation.
+    pub fn with_capacity(bytes: usize) -> Self {
+        EncodedLines {
+            bytes: Vec::with_capacity(bytes),
+            count: 0,
+        }
+    }
+
     /// Appends one line.
     pub fn push(&mut self, ts: i64, line: &str) {
         put_entry(ts, line, &mut self.bytes);

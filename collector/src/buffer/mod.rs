@@ -34,6 +34,7 @@ mod state;
 
 pub use codec::EncodedLines;
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -360,17 +361,19 @@ impl Buffer {
 
     /// Appends the records of `source` with the source's checkpoint after them, waiting while
     /// the buffer is full. Returns the first sequence number given, or `None` for no records.
+    /// The payload may be lent (`&payload`), for a source that reuses it.
     pub async fn push(
         &self,
         source: &str,
         mut checkpoint: String,
-        payload: Payload,
+        payload: impl Borrow<Payload>,
     ) -> Result<Option<u64>, BufferError> {
-        if payload.count() == 0 {
+        if payload.borrow().count() == 0 {
             return Ok(None);
         }
         let mut frame = vec![0u8; FRAME_HEADER as usize];
-        let count = codec::encode(source, &checkpoint, &payload, &mut frame);
+        let count = codec::encode(source, &checkpoint, payload.borrow(), &mut frame);
+        // An owned payload's lines are not needed while waiting for space.
         drop(payload);
         let len = frame.len() as u64 - FRAME_HEADER;
         let seq_at = FRAME_HEADER as usize + 1 + 4 + source.len();

@@ -76,6 +76,8 @@ pub struct CgroupSource {
     /// `major:minor` → `/dev/<name>`, found once per device.
     devices: HashMap<String, String>,
     buf: String,
+    /// The last round's series, given back after they were buffered.
+    last: Vec<Series>,
 }
 
 impl CgroupSource {
@@ -95,6 +97,7 @@ impl CgroupSource {
             known: HashMap::new(),
             devices: HashMap::new(),
             buf: String::with_capacity(8 * 1024),
+            last: Vec::new(),
         }
     }
 
@@ -106,7 +109,7 @@ impl CgroupSource {
     /// One round over `containers`, synchronously (every read is of a kernel pseudo-file).
     pub fn collect_now(&mut self, node: &str, now_ms: i64, containers: &[ContainerInfo]) -> Vec<Series> {
         self.known.retain(|id, _| containers.iter().any(|c| &c.id == id));
-        let mut out = Vec::with_capacity(containers.len() * 32);
+        let mut out = Emitter::reusing(&Labels::new(), now_ms, std::mem::take(&mut self.last));
         let mut buf = std::mem::take(&mut self.buf);
         for c in containers {
             if c.id.is_empty() {
@@ -140,19 +143,18 @@ impl CgroupSource {
                 Some((_, spec)) if !read_spec => stats.set_spec(spec),
                 _ => known.spec = Some((std::time::Instant::now(), stats.spec())),
             }
-            let mut emitter = Emitter::new(&known.labels, now_ms);
-            emit_stats(&stats, &mut self.devices, &self.sysfs, &mut buf, &mut emitter);
+            out.set_base(&known.labels);
+            emit_stats(&stats, &mut self.devices, &self.sysfs, &mut buf, &mut out);
             if c.pid > 0
                 && known
                     .files
                     .read(&self.procfs.join(c.pid.to_string()).join("net/dev"), &mut buf)
             {
-                emit_network(&buf, &mut emitter);
+                emit_network(&buf, &mut out);
             }
-            out.extend(emitter.into_series());
         }
         self.buf = buf;
-        out
+        out.into_series()
     }
 }
 
@@ -164,6 +166,10 @@ impl MetricSource for CgroupSource {
 
     async fn collect(&mut self, ctx: &CollectContext) -> Vec<Series> {
         self.collect_now(&ctx.node, ctx.now_ms, &ctx.containers)
+    }
+
+    fn reuse(&mut self, series: Vec<Series>) {
+        self.last = series;
     }
 }
 

@@ -154,6 +154,9 @@ fn split_stamp(msg: &[u8]) -> Option<(i64, &[u8])> {
 /// Bytes of lines per chunk (one buffer entry): big bursts become several modest frames.
 pub const ENTRY_BYTES: usize = 256 * 1024;
 
+/// The room a new chunk starts with.
+const CHUNK_START_BYTES: usize = 16 * 1024;
+
 /// A finished line's buffer up to this capacity is kept for the next line.
 const SPARE_CAPACITY: usize = 4096;
 
@@ -443,7 +446,8 @@ impl StreamLines {
                 chunk.cp = cp;
             }
             _ => {
-                let mut lines = EncodedLines::default();
+                // A second of a busy container's lines, so a burst does not grow it step by step.
+                let mut lines = EncodedLines::with_capacity(CHUNK_START_BYTES.max(text.len() + 32));
                 lines.push(ts, text);
                 self.out.push(Chunk { lines, cp });
             }
