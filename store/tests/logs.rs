@@ -10,60 +10,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use prost::Message;
 use serde_json::{Value, json};
-use tidewatch_store::logs::{EntryAdapter, LogStore, LogsConfig, PushRequest, StreamAdapter, Timestamp, routes};
-use tower::ServiceExt;
+use tidewatch_store::logs::{EntryAdapter, LogStore, PushRequest, StreamAdapter, Timestamp, routes};
 
-const DATA: &str = "/work/shared/data/loghub";
-const FILES: [&str; 10] = [
-    "Android",
-    "Apache",
-    "BGL",
-    "HDFS",
-    "Hadoop",
-    "Linux",
-    "OpenSSH",
-    "OpenStack",
-    "Spark",
-    "Zookeeper",
-];
-
-fn lines(name: &str) -> Vec<String> {
-    std::fs::read_to_string(Path::new(DATA).join(format!("{name}_2k.log")))
-        .expect("loghub data")
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn config() -> LogsConfig {
-    LogsConfig {
-        commit_interval: tidewatch_model::Duration::from_millis(100),
-        writer_memory: tidewatch_model::ByteSize::mib(32),
-        indexing_threads: 1,
-        ..LogsConfig::default()
-    }
-}
-
-async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 30).await.unwrap();
-    (status, body.to_vec())
-}
-
-async fn get(app: &axum::Router, path: &str, params: &[(&str, &str)]) -> Value {
-    let q: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params)
-        .finish();
-    let (status, body) = call(app, Request::get(format!("{path}?{q}")).body(Body::empty()).unwrap()).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{path} {params:?}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    serde_json::from_slice(&body).unwrap()
-}
+mod common;
+use common::*;
 
 /// Base time: an hour ago, so every line is inside the default query window.
 fn base_ns() -> i64 {
@@ -72,11 +22,6 @@ fn base_ns() -> i64 {
         .unwrap()
         .as_nanos() as i64;
     (now - 3_600_000_000_000) / 1_000_000_000 * 1_000_000_000
-}
-
-/// Line `i` of a file is at `base + i ms`.
-fn ts(base: i64, i: usize) -> i64 {
-    base + i as i64 * 1_000_000
 }
 
 async fn push_json(app: &axum::Router, job: &str, base: i64, lines: &[String], header: Option<&str>) -> StatusCode {
@@ -121,48 +66,6 @@ async fn push_proto(app: &axum::Router, job: &str, base: i64, lines: &[String]) 
         .body(Body::from(body))
         .unwrap();
     call(app, req).await.0
-}
-
-fn vector(v: &Value) -> BTreeMap<String, f64> {
-    v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let key = s["metric"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
-                .collect::<Vec<_>>()
-                .join(",");
-            (key, s["value"][1].as_str().unwrap().parse::<f64>().unwrap())
-        })
-        .collect()
-}
-
-fn stream_lines(v: &Value) -> Vec<(i64, String)> {
-    let mut out: Vec<(i64, String)> = v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| {
-            s["values"].as_array().unwrap().iter().map(|e| {
-                (
-                    e[0].as_str().unwrap().parse().unwrap(),
-                    e[1].as_str().unwrap().to_string(),
-                )
-            })
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-async fn instant(app: &axum::Router, q: &str, at: i64) -> BTreeMap<String, f64> {
-    let v = get(app, "/loki/api/v1/query", &[("query", q), ("time", &at.to_string())]).await;
-    assert_eq!(v["data"]["resultType"], "vector", "{q}");
-    vector(&v)
 }
 
 async fn wait_count(app: &axum::Router, q: &str, at: i64, want: f64) {

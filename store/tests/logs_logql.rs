@@ -4,91 +4,16 @@
 //! (arithmetic, comparisons with and without `bool`, `and`/`or`/`unless`, vector matching).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
-use tidewatch_store::logs::{LogStore, LogsConfig, routes};
-use tower::ServiceExt;
+use tidewatch_store::logs::{LogStore, routes};
 
-const FILES: [&str; 10] = [
-    "Android",
-    "Apache",
-    "BGL",
-    "HDFS",
-    "Hadoop",
-    "Linux",
-    "OpenSSH",
-    "OpenStack",
-    "Spark",
-    "Zookeeper",
-];
-
-fn lines(name: &str) -> Vec<String> {
-    std::fs::read_to_string(Path::new("/work/shared/data/loghub").join(format!("{name}_2k.log")))
-        .expect("loghub data")
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn config() -> LogsConfig {
-    LogsConfig {
-        commit_interval: tidewatch_model::Duration::from_millis(100),
-        writer_memory: tidewatch_model::ByteSize::mib(32),
-        indexing_threads: 1,
-        ..LogsConfig::default()
-    }
-}
-
-async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 30).await.unwrap();
-    (status, body.to_vec())
-}
-
-async fn get_raw(app: &axum::Router, path: &str, params: &[(&str, &str)]) -> (StatusCode, String) {
-    let q: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params)
-        .finish();
-    let (status, body) = call(app, Request::get(format!("{path}?{q}")).body(Body::empty()).unwrap()).await;
-    (status, String::from_utf8_lossy(&body).to_string())
-}
-
-async fn get(app: &axum::Router, path: &str, params: &[(&str, &str)]) -> Value {
-    let (status, body) = get_raw(app, path, params).await;
-    assert_eq!(status, StatusCode::OK, "{path} {params:?}: {body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-fn ts(base: i64, i: usize) -> i64 {
-    base + i as i64 * 1_000_000
-}
-
-/// `job=value,...` → value, for an instant query.
-async fn instant(app: &axum::Router, q: &str, at: i64) -> BTreeMap<String, f64> {
-    let v = get(app, "/loki/api/v1/query", &[("query", q), ("time", &at.to_string())]).await;
-    assert_eq!(v["data"]["resultType"], "vector", "{q}");
-    v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let key = s["metric"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
-                .collect::<Vec<_>>()
-                .join(",");
-            (key, s["value"][1].as_str().unwrap().parse::<f64>().unwrap())
-        })
-        .collect()
-}
+mod common;
+use common::*;
 
 async fn range_lines(app: &axum::Router, q: &str, base: i64, at: i64) -> Vec<(i64, String)> {
     let v = get(
@@ -103,21 +28,7 @@ async fn range_lines(app: &axum::Router, q: &str, base: i64, at: i64) -> Vec<(i6
     )
     .await;
     assert_eq!(v["data"]["resultType"], "streams", "{q}");
-    let mut out: Vec<(i64, String)> = v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| {
-            s["values"].as_array().unwrap().iter().map(|e| {
-                (
-                    e[0].as_str().unwrap().parse().unwrap(),
-                    e[1].as_str().unwrap().to_string(),
-                )
-            })
-        })
-        .collect();
-    out.sort();
-    out
+    stream_lines(&v)
 }
 
 fn approx(a: f64, b: f64) -> bool {

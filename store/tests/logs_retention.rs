@@ -3,7 +3,6 @@
 //! bound of a few partitions), two readers query all the while; no query fails, every minute a
 //! query sees holds all of its lines or none, and the oldest partitions vanish from disk whole.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,16 +13,15 @@ use serde_json::{Value, json};
 use tidewatch_store::logs::{LogStore, LogsConfig, routes};
 use tower::ServiceExt;
 
+mod common;
+use common::now_ns;
+
 const MINUTE: i64 = 60_000_000_000;
 const PER_MINUTE: usize = 200;
 const MINUTES: usize = 30;
 
 fn lines() -> Vec<String> {
-    std::fs::read_to_string(Path::new("/work/shared/data/loghub").join("Apache_2k.log"))
-        .expect("loghub data")
-        .lines()
-        .map(str::to_string)
-        .collect()
+    common::lines("Apache")
 }
 
 fn config() -> LogsConfig {
@@ -36,13 +34,6 @@ fn config() -> LogsConfig {
         indexing_threads: 1,
         ..LogsConfig::default()
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
 }
 
 async fn push(app: &axum::Router, minute_start: i64, lines: &[String]) -> (StatusCode, String) {

@@ -16,30 +16,13 @@ use tidewatch_store::logs::{LogStore, LogsConfig, routes};
 use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt;
 
-fn lines(name: &str) -> Vec<String> {
-    std::fs::read_to_string(Path::new("/work/shared/data/loghub").join(format!("{name}_2k.log")))
-        .expect("loghub data")
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
+mod common;
+use common::{lines, now_ns};
 
 fn config(tail_buffer: usize) -> LogsConfig {
-    let mut c = LogsConfig {
-        commit_interval: tidewatch_model::Duration::from_millis(100),
-        writer_memory: tidewatch_model::ByteSize::mib(32),
-        indexing_threads: 1,
-        ..LogsConfig::default()
-    };
+    let mut c = common::config();
     c.limits.tail_buffer = tail_buffer;
     c
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
 }
 
 struct Server {
