@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tidewatch_collector::agent::{Agent, AgentConfig, AgentHandle};
@@ -86,6 +86,40 @@ files:
         .unwrap()
 }
 
+/// What the agent's files are labelled.
+const APP: &str = r#"{job="app"}"#;
+
+/// A running server and one test's folders: `logs/`, which the agent's glob watches (`app.log`
+/// in it), and the agent's data folder.
+struct Scene {
+    server: TestServer,
+    dir: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Scene {
+    async fn start_agent(&self) -> AgentHandle {
+        start_agent(&self.server.url(""), &self.dir, &self.data).await
+    }
+
+    fn new() -> Scene {
+        let server = TestServer::start(&["server"]);
+        server.wait_ready(Duration::from_secs(60)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("logs");
+        fs::create_dir_all(&dir).unwrap();
+        Scene {
+            server,
+            log: dir.join("app.log"),
+            dir,
+            data: tmp.path().join("agent"),
+            _tmp: tmp,
+        }
+    }
+}
+
 fn write_lines(f: &mut File, range: std::ops::RangeInclusive<usize>) {
     let mut s = String::new();
     for i in range {
@@ -97,44 +131,36 @@ fn write_lines(f: &mut File, range: std::ops::RangeInclusive<usize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_arrive_once_through_rename_copytruncate_and_a_crash() {
-    let server = TestServer::start(&["server"]);
-    server.wait_ready(Duration::from_secs(60)).unwrap();
-    let base = server.url("");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("logs");
-    fs::create_dir_all(&dir).unwrap();
-    let data = tmp.path().join("agent");
-    let log = dir.join("app.log");
-    let sel = r#"{job="app"}"#;
+    let s = Scene::new();
 
-    let mut f = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    let mut f = OpenOptions::new().create(true).append(true).open(&s.log).unwrap();
     write_lines(&mut f, 1..=1000);
-    let agent = start_agent(&base, &dir, &data).await;
-    assert_eq!(wait_for(&server, sel, 1000).await.len(), 1000);
+    let agent = s.start_agent().await;
+    assert_eq!(wait_for(&s.server, APP, 1000).await.len(), 1000);
 
     // Crash, write while the agent is down, start again: nothing lost, nothing repeated.
     agent.abort().await;
     write_lines(&mut f, 1001..=1500);
-    let agent = start_agent(&base, &dir, &data).await;
-    assert_eq!(wait_for(&server, sel, 1500).await.len(), 1500);
+    let agent = s.start_agent().await;
+    assert_eq!(wait_for(&s.server, APP, 1500).await.len(), 1500);
 
     // Rotation by rename: the writer goes on in the renamed file a little, then a new file.
-    fs::rename(&log, dir.join("app.log.1")).unwrap();
+    fs::rename(&s.log, s.dir.join("app.log.1")).unwrap();
     write_lines(&mut f, 1501..=1600);
-    let mut g = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+    let mut g = OpenOptions::new().create(true).append(true).open(&s.log).unwrap();
     write_lines(&mut g, 1601..=2000);
     // A line longer than max_line_size (1 KiB): split in pieces, each marked but the last.
     g.write_all(format!("{}\n", "y".repeat(2500)).as_bytes()).unwrap();
-    assert_eq!(wait_for(&server, sel, 2003).await.len(), 2003);
+    assert_eq!(wait_for(&s.server, APP, 2003).await.len(), 2003);
 
     // copytruncate: copy away (not matched by the glob), truncate, go on writing.
-    fs::copy(&log, dir.join("app.log.2-copy")).unwrap();
+    fs::copy(&s.log, s.dir.join("app.log.2-copy")).unwrap();
     g.set_len(0).unwrap();
     write_lines(&mut g, 2001..=2500);
-    let got = wait_for(&server, sel, 2503).await;
+    let got = wait_for(&s.server, APP, 2503).await;
     // Give a duplicate the chance to show up before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let got2 = fetch(&server, sel);
+    let got2 = fetch(&s.server, APP);
     assert_eq!(got.len(), got2.len());
 
     let mut numbered: Vec<usize> = got2
@@ -157,29 +183,21 @@ async fn files_arrive_once_through_rename_copytruncate_and_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_inode_is_read_from_its_start() {
-    let server = TestServer::start(&["server"]);
-    server.wait_ready(Duration::from_secs(60)).unwrap();
-    let base = server.url("");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("logs");
-    fs::create_dir_all(&dir).unwrap();
-    let data = tmp.path().join("agent");
-    let log = dir.join("app.log");
-    let sel = r#"{job="app"}"#;
-    write_lines(&mut File::create(&log).unwrap(), 1..=300);
-    let agent = start_agent(&base, &dir, &data).await;
-    assert_eq!(wait_for(&server, sel, 300).await.len(), 300);
+    let s = Scene::new();
+    write_lines(&mut File::create(&s.log).unwrap(), 1..=300);
+    let agent = s.start_agent().await;
+    assert_eq!(wait_for(&s.server, APP, 300).await.len(), 300);
     agent.abort().await;
 
     // While the agent is down the same inode gets new, longer content (what a reused inode
     // looks like): only the fingerprint of its first bytes tells it is not the file read before.
     let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
-    let before = ino(&log);
-    let mut f = File::create(&log).unwrap();
+    let before = ino(&s.log);
+    let mut f = File::create(&s.log).unwrap();
     write_lines(&mut f, 301..=700);
-    assert_eq!(ino(&log), before);
-    let agent = start_agent(&base, &dir, &data).await;
-    let got = wait_for(&server, sel, 700).await;
+    assert_eq!(ino(&s.log), before);
+    let agent = s.start_agent().await;
+    let got = wait_for(&s.server, APP, 700).await;
     let mut numbered: Vec<usize> = got
         .iter()
         .filter_map(|l| l.strip_prefix("line ").and_then(|n| n.parse().ok()))
@@ -204,39 +222,29 @@ async fn a_reused_inode_is_read_from_its_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_the_server_refuses_is_counted_and_skipped() {
-    let server = TestServer::start(&["server"]);
-    server.wait_ready(Duration::from_secs(60)).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("logs");
-    fs::create_dir_all(&dir).unwrap();
+    let s = Scene::new();
     let yaml = format!(
         r#"
 shipper: {{urls: ["{}"], batch_max_age: 100ms}}
 docker: {{enabled: false}}
 files: [{{paths: ["{}/*.log"], labels: {{job: app}}, max_line_size: 1MiB, poll_interval: 100ms}}]
 "#,
-        server.url(""),
-        dir.display()
+        s.server.url(""),
+        s.dir.display()
     );
     let config: AgentConfig = yaml_serde::from_str(&yaml).unwrap();
-    let agent = Agent::start(
-        config,
-        &tmp.path().join("agent"),
-        "node-1".into(),
-        Vec::new(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let agent = Agent::start(config, &s.data, "node-1".into(), Vec::new(), CancellationToken::new())
+        .await
+        .unwrap();
     // The server refuses lines over 256 KiB (logs.limits.max_line_size) with a 400: not worth
     // retrying, so the batch is counted as rejected and the lines after it still arrive.
-    let mut f = File::create(dir.join("app.log")).unwrap();
+    let mut f = File::create(s.dir.join("app.log")).unwrap();
     f.write_all(format!("{}\n", "z".repeat(300 * 1024)).as_bytes()).unwrap();
     f.flush().unwrap();
     let metrics = agent.metrics();
     let labels = vec![
         ("stream".to_string(), "logs".to_string()),
-        ("url".to_string(), server.url("")),
+        ("url".to_string(), s.server.url("")),
     ];
     let deadline = Instant::now() + Duration::from_secs(120);
     while metrics.records_rejected.get_or_create(&labels).get() == 0 {
@@ -244,36 +252,28 @@ files: [{{paths: ["{}/*.log"], labels: {{job: app}}, max_line_size: 1MiB, poll_i
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     write_lines(&mut f, 1..=10);
-    let got = wait_for(&server, r#"{job="app"}"#, 10).await;
+    let got = wait_for(&s.server, r#"{job="app"}"#, 10).await;
     assert_eq!(got, (1..=10).map(|i| format!("line {i}")).collect::<Vec<_>>());
     agent.abort().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_rotated_while_the_agent_was_down_is_drained() {
-    let server = TestServer::start(&["server"]);
-    server.wait_ready(Duration::from_secs(60)).unwrap();
-    let base = server.url("");
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("logs");
-    fs::create_dir_all(&dir).unwrap();
-    let data = tmp.path().join("agent");
-    let log = dir.join("app.log");
-    let sel = r#"{job="app"}"#;
-    let mut f = File::create(&log).unwrap();
+    let s = Scene::new();
+    let mut f = File::create(&s.log).unwrap();
     write_lines(&mut f, 1..=100);
-    let agent = start_agent(&base, &dir, &data).await;
-    assert_eq!(wait_for(&server, sel, 100).await.len(), 100);
+    let agent = s.start_agent().await;
+    assert_eq!(wait_for(&s.server, APP, 100).await.len(), 100);
     agent.abort().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Down: more lines, then rotation by rename to a name the glob does not match.
     write_lines(&mut f, 101..=150);
-    fs::rename(&log, dir.join("app.log.1")).unwrap();
-    write_lines(&mut File::create(&log).unwrap(), 151..=200);
-    let agent = start_agent(&base, &dir, &data).await;
-    let got = wait_for(&server, sel, 200).await;
+    fs::rename(&s.log, s.dir.join("app.log.1")).unwrap();
+    write_lines(&mut File::create(&s.log).unwrap(), 151..=200);
+    let agent = s.start_agent().await;
+    let got = wait_for(&s.server, APP, 200).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut numbered: Vec<usize> = fetch(&server, sel)
+    let mut numbered: Vec<usize> = fetch(&s.server, APP)
         .iter()
         .filter_map(|l| l.strip_prefix("line ").and_then(|n| n.parse().ok()))
         .collect();
