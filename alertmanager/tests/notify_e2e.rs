@@ -20,6 +20,37 @@ use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(90);
 
+/// Polls `probe` every 50 ms until it is `Ok`; after PATIENCE, fails naming what was awaited
+/// and the probe's last word on the state.
+async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(state) => assert!(tokio::time::Instant::now() < deadline, "waited for {what}: {state}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `items` once there are `n` of them, for [`eventually`].
+fn at_least<T: std::fmt::Debug>(n: usize, items: Vec<T>) -> Result<Vec<T>, String> {
+    if items.len() >= n {
+        Ok(items)
+    } else {
+        Err(format!("have {}: {items:?}", items.len()))
+    }
+}
+
+/// Once notified, resolved groups are deleted.
+async fn groups_deleted(am: &Alertmanager) {
+    eventually("every group to be deleted", || match am.groups().len() {
+        0 => Ok(()),
+        n => Err(format!("{n} left")),
+    })
+    .await
+}
+
 /// A webhook receiver; with `flaky`, every odd request gets a 500 before anything is recorded.
 #[derive(Default)]
 struct Recorder {
@@ -60,19 +91,7 @@ impl Recorder {
         self.got.lock().unwrap().clone()
     }
     async fn wait_for(&self, n: usize) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let all = self.all();
-            if all.len() >= n {
-                return all;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited for {n} notifications, have {}: {all:?}",
-                all.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(&format!("{n} notifications"), || at_least(n, self.all())).await
     }
 }
 
@@ -229,11 +248,7 @@ async fn webhook_once_per_group_then_resolution_across_restart() {
         );
     }
     // Once notified, resolved groups are deleted: nothing can follow.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !served.am.groups().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    groups_deleted(&served.am).await;
     assert_eq!(rec.all().len(), 4);
     assert_eq!(
         served.am.metrics().sent("webhook"),
@@ -265,11 +280,7 @@ async fn webhook_rejecting_half_still_gets_each_notification_once() {
         .collect();
     post_alerts(&served.url, &resolved).await;
     rec.wait_for(10).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !served.am.groups().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    groups_deleted(&served.am).await;
     let all = rec.all();
     assert_eq!(all.len(), 10, "{all:?}");
     for k in &keys {
@@ -427,19 +438,7 @@ impl Smtp {
             .collect()
     }
     async fn wait_for(&self, n: usize) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let m = self.messages();
-            if m.len() >= n {
-                return m;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited for {n} mails, have {}",
-                m.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(&format!("{n} mails"), || at_least(n, self.messages())).await
     }
 }
 
