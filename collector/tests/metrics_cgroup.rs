@@ -144,6 +144,67 @@ fn v2_fixture_trees_give_cadvisor_metrics_in_both_layouts() {
     assert!(missing.is_empty(), "{missing:?}");
 }
 
+/// Copies the v2 fixture tree (the one allowed fake, see above) so a test can change its files.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Usage is read every round, limits and weights only every refresh: on a copy of the v2
+/// fixture whose files are rewritten in place between rounds (as the kernel does: the agent
+/// keeps them open), the next round shows the new usage with the cached limit, and a source
+/// that refreshes at every round shows the new limit. Rounds give their series back as the
+/// agent does (`MetricSource::reuse`), so the reused series must carry the new values.
+#[test]
+fn usage_is_read_every_round_and_limits_at_each_refresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("v2");
+    copy_tree(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cgroup/v2"),
+        &root,
+    );
+    let containers = vec![info(A, "cgroupfs-app")];
+    let dir = root.join("docker").join(A);
+    let mut cached = CgroupSource::with_layout(&CgroupConfig::default(), CgroupLayout::unified(&root));
+    let mut fresh = CgroupSource::with_layout(&CgroupConfig::default(), CgroupLayout::unified(&root))
+        .with_spec_refresh(Duration::ZERO);
+    let first = cached.collect_now("node-1", 1_000, &containers);
+    cached.reuse(first);
+    let first = fresh.collect_now("node-1", 1_000, &containers);
+    let limit = |out: &[Series]| value(out, "container_spec_memory_limit_bytes", "cgroupfs-app", &[]);
+    let usage = |out: &[Series]| value(out, "container_memory_usage_bytes", "cgroupfs-app", &[]);
+    assert_eq!(limit(&first), Some(268_435_456.0));
+    assert_eq!(usage(&first), Some(104_857_600.0));
+    fresh.reuse(first);
+
+    std::fs::write(dir.join("memory.max"), "536870912\n").unwrap();
+    std::fs::write(dir.join("memory.current"), "209715200\n").unwrap();
+    let cached_out = cached.collect_now("node-1", 2_000, &containers);
+    assert_eq!(usage(&cached_out), Some(209_715_200.0), "usage is read every round");
+    assert_eq!(
+        limit(&cached_out),
+        Some(268_435_456.0),
+        "the limit waits for the refresh"
+    );
+    assert!(
+        cached_out
+            .iter()
+            .all(|s| s.samples.len() == 1 && s.samples[0].timestamp_ms == 2_000),
+        "reused series carry one sample of this round"
+    );
+    let fresh_out = fresh.collect_now("node-1", 2_000, &containers);
+    assert_eq!(usage(&fresh_out), Some(209_715_200.0));
+    assert_eq!(limit(&fresh_out), Some(536_870_912.0), "a refresh reads the new limit");
+}
+
 /// What `docker inspect` says about a container, as discovery would report it.
 fn inspect(id: &str) -> ContainerInfo {
     let out = std::process::Command::new("docker")

@@ -53,9 +53,9 @@ impl Default for CgroupConfig {
 /// 9223372036854771712 for unlimited).
 const MAX_MEMORY_LIMIT: u64 = 1 << 62;
 
-/// How often a container's limits and weights are read again (see [`Spec`]): `docker update`
-/// shows within this long.
-const SPEC_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a container's limits and weights are read again by default (see [`Spec`]):
+/// `docker update` shows within this long.
+pub const SPEC_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Known {
     pid: u32,
@@ -78,6 +78,7 @@ pub struct CgroupSource {
     buf: String,
     /// The last round's series, given back after they were buffered.
     last: Vec<Series>,
+    spec_refresh: std::time::Duration,
 }
 
 impl CgroupSource {
@@ -98,7 +99,15 @@ impl CgroupSource {
             devices: HashMap::new(),
             buf: String::with_capacity(8 * 1024),
             last: Vec::new(),
+            spec_refresh: SPEC_REFRESH,
         }
+    }
+
+    /// Reads limits and weights again after `every` instead of [`SPEC_REFRESH`] (tests that
+    /// change them between rounds).
+    pub fn with_spec_refresh(mut self, every: std::time::Duration) -> Self {
+        self.spec_refresh = every;
+        self
     }
 
     /// The layout in use.
@@ -133,7 +142,7 @@ impl CgroupSource {
                 );
             }
             let known = self.known.get_mut(&c.id).expect("inserted above");
-            let read_spec = known.spec.is_none_or(|(at, _)| at.elapsed() >= SPEC_REFRESH);
+            let read_spec = known.spec.is_none_or(|(at, _)| at.elapsed() >= self.spec_refresh);
             let mut stats = if self.layout.is_v1() {
                 stats::read_v1(&known.dirs, &mut known.files, &mut buf, self.clock_ticks, read_spec)
             } else {
