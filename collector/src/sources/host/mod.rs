@@ -197,11 +197,11 @@ impl MetricSource for HostSource {
     }
 }
 
-/// Builds one round's series: the base labels plus a name and a few more labels each.
-/// Builds a round's series. Given the last round's series, in the order they were emitted, it
-/// takes each one whose labels are the same as the next series' and only overwrites its sample:
-/// a round of fifty containers and the host is some 2,500 series, and building their label sets
-/// anew each second was the largest part of the agent's own CPU after reading the files.
+/// Builds a round's series: the base labels plus a name and a few more labels each. Given the
+/// last round's series, in the order they were emitted, it takes each one whose labels are the
+/// same as the next series' and only overwrites its sample: a round of fifty containers and the
+/// host is some 2,500 series, and building their label sets anew each second was the largest
+/// part of the agent's own CPU after reading the files.
 pub(crate) struct Emitter {
     base: Labels,
     now_ms: i64,
