@@ -145,18 +145,14 @@ impl EncodedLines {
         self.count
     }
 
-    /// Whether no line was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Bytes encoded so far (a little more than the lines' text).
     pub fn byte_len(&self) -> usize {
         self.bytes.len()
     }
 
     /// The lines back, for tests.
-    pub fn decode(&self) -> Vec<(i64, String)> {
+    #[cfg(test)]
+    pub(crate) fn decode(&self) -> Vec<(i64, String)> {
         // The entries alone are a valid `StreamAdapter` (field 2 repeated, nothing else).
         let stream = <loki_push::StreamAdapter as prost::Message>::decode(&self.bytes[..]).unwrap_or_default();
         stream
